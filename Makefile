@@ -1,0 +1,37 @@
+# Set-up and entry points. Needs only Python 3 (>= 3.10) on the machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export DAGSTER_HOME
+
+.PHONY: install run test ui bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# Ingest the bundled sample data through the Dagster assets and print a summary per day / visit.
+run: install
+	$(BIN)/jwst-cal-ingest -i data/jwst_cal/inbox -o data/jwst_cal/out -s
+	$(BIN)/hst-svm-ingest -i data/hst_svm/inbox -o data/hst_svm/out
+
+test: install
+	$(BIN)/python -m pytest
+
+# The Dagster UI (webserver + daemon) on the sample data; runs of the daily job go one at a time.
+ui: install
+	mkdir -p $(DAGSTER_HOME)
+	cp deploy/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml
+
+bench: install
+	$(BIN)/python benchmarks/bench_jwst_cal.py
+
+clean:
+	rm -rf data/jwst_cal/out data/jwst_cal/storage data/hst_svm/out .dagster_home

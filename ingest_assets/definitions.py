@@ -1,0 +1,13 @@
+"""The project's Dagster definitions: the JWST calibration ingest and the HST SVM alignment ingest."""
+
+import warnings
+
+import dagster as dg
+
+# Partitioned check specs and backfill policies are Preview/Beta in Dagster 1.13; the project pins 1.13.27.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+
+from ingest_assets.defs import hst_svm, jwst_cal  # noqa: E402
+
+defs = dg.Definitions.merge(jwst_cal.defs, hst_svm.defs)

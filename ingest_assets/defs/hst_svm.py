@@ -1,0 +1,352 @@
+"""Dagster wiring of the HST SVM alignment ingest (group `hst_svm`): per-visit assets on dynamic partitions,
+combined training sets, checks, an inbox sensor, jobs, a daily schedule and the resources."""
+
+# No `from __future__ import annotations` here: Dagster resolves Config and resource parameter annotations at
+# decoration time and cannot resolve them from strings.
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from ingest_assets.hst_svm import harvest, mast, outputs, scrub
+from ingest_assets.hst_svm.constants import (
+    DEFAULT_JSON_PATTERN,
+    GAIA_FIELD,
+    UNKNOWN_CODES,
+    UNRESOLVED_CATEGORY,
+)
+from ingest_assets.hst_svm.draw import draw_product, product_files
+from ingest_assets.hst_svm.encode import unknown_values
+from ingest_assets.hst_svm.visits import (
+    SvmInputError,
+    index_product,
+    product_index,
+    scan_inbox,
+    total_products,
+)
+
+GROUP = "hst_svm"
+visit_partitions = dg.DynamicPartitionsDefinition(name="hst_svm_visit")
+ALL_VISITS = dg.AssetIn(partition_mapping=dg.AllPartitionMapping(), metadata={"allow_missing_partitions": True},
+                        dagster_type=dg.Any)
+
+
+# --- resources ------------------------------------------------------------------------------------------------------
+class SvmStorage(dg.ConfigurableResource):
+    """Folders of the SVM ingest: the inbox of visit dirs and the output root; `settle_seconds` of quiet before a
+    complete visit dir counts as ready."""
+
+    inbox_dir: str
+    output_dir: str
+    settle_seconds: float = 5.0
+
+    @property
+    def inbox(self) -> Path:
+        return Path(self.inbox_dir)
+
+    @property
+    def output(self) -> Path:
+        return Path(self.output_dir)
+
+    def visit_dir(self, visit: str) -> Path:
+        """The inbox dir of a visit; a clear failure when it is gone."""
+        folder = self.inbox / visit
+        if not folder.is_dir():
+            raise dg.Failure(description=f"visit {visit}: no folder {folder}")
+        return folder
+
+    def asset_csv(self, asset: str, visit: str) -> Path:
+        """Per-visit CSV of an asset: <output>/<asset>/<visit>.csv."""
+        return self.output / asset / f"{visit}.csv"
+
+    @property
+    def img_root(self) -> Path:
+        return self.output / "img"
+
+
+class MastCategoryResource(dg.ConfigurableResource):
+    """MAST target classification: `offline` reads a local table of MAST observation rows; `live` asks MAST through
+    astroquery (extra `mast`) with retries and a persistent cache. A target without classification becomes
+    "None" (code U=3) when `allow_unresolved_category`, else its visit fails."""
+
+    mode: str = "offline"
+    table_path: str = "data/hst_svm/mast_categories.csv"
+    cache_path: str = "data/hst_svm/mast_cache.json"
+    retries: int = 3
+    retry_wait_seconds: float = 5.0
+    allow_unresolved_category: bool = True
+
+    def source(self) -> mast.CategorySource:
+        """The configured lookup."""
+        if self.mode == "live":
+            return mast.LiveMastCategories(Path(self.cache_path), self.retries, self.retry_wait_seconds)
+        if self.mode == "offline":
+            return mast.OfflineCategoryTable(Path(self.table_path))
+        raise mast.MastConfigError(f"unknown MAST mode {self.mode!r} (offline or live)")
+
+    def categories(self, scrubbed: pd.DataFrame) -> pd.Series:
+        """Raw category string per product of a scrubbed visit."""
+        return mast.resolve_categories(mast.category_queries(scrubbed), self.source(), self.allow_unresolved_category)
+
+
+def resources_from_env() -> dict[str, object]:
+    """Resources with folders from HST_SVM_* env vars, defaulting to paths relative to the current directory."""
+    env = os.environ.get
+    output = env("HST_SVM_OUTPUT", "data/hst_svm/out")
+    return {
+        "hst_svm_storage": SvmStorage(inbox_dir=env("HST_SVM_INBOX", "data/hst_svm/inbox"), output_dir=output,
+                                      settle_seconds=float(env("HST_SVM_SETTLE_SECONDS", "5"))),
+        "hst_svm_mast": MastCategoryResource(
+            mode=env("HST_SVM_MAST", "offline"),
+            table_path=env("HST_SVM_MAST_TABLE", "data/hst_svm/mast_categories.csv"),
+            cache_path=env("HST_SVM_MAST_CACHE", "data/hst_svm/mast_cache.json"),
+            allow_unresolved_category=env("HST_SVM_ALLOW_UNRESOLVED", "1") not in ("0", "false", "no"),
+        ),
+        "hst_svm_io_manager": dg.FilesystemIOManager(base_dir=str(Path(output) / "storage")),
+    }
+
+
+@contextmanager
+def visit_failures(visit: str) -> Iterator[None]:
+    """Turn bad input into a clear failure of this visit only; MAST outages into a delayed step retry."""
+    try:
+        yield
+    except mast.MastLookupError as exc:
+        raise dg.RetryRequested(max_retries=2, seconds_to_wait=60) from exc
+    except (SvmInputError, mast.UnresolvedCategoryError, ValueError) as exc:
+        raise dg.Failure(description=f"visit {visit}: {exc}", metadata={"visit": visit}) from exc
+
+
+# --- per-visit assets -------------------------------------------------------------------------------------------------
+class HarvestConfig(dg.Config):
+    """Comma-separated globs of the QA JSONs to harvest in a visit dir."""
+
+    json_pattern: str = DEFAULT_JSON_PATTERN
+
+
+class DrawConfig(dg.Config):
+    """Canvas of the PNGs: square figure side in inches and dots per inch (spacekit: 24 in, 100 dpi)."""
+
+    figsize: float = 24
+    dpi: int = 100
+
+
+def check(asset: str, name: str, description: str, blocking: bool = False) -> dg.AssetCheckSpec:
+    """Inline check spec."""
+    return dg.AssetCheckSpec(name, asset=asset, description=description, blocking=blocking)
+
+
+def result(name: str, passed: bool, warn: bool = False, **metadata: object) -> dg.AssetCheckResult:
+    """Check result with JSON metadata (WARN or ERROR severity)."""
+    severity = dg.AssetCheckSeverity.WARN if warn else dg.AssetCheckSeverity.ERROR
+    return dg.AssetCheckResult(check_name=name, passed=bool(passed), severity=severity,
+                               metadata={k: dg.MetadataValue.json(v) for k, v in metadata.items()})
+
+
+def csv_metadata(frame: pd.DataFrame, path: Path) -> dict[str, object]:
+    """Row count, path and a preview of a written table."""
+    preview = scrub.with_index_column(frame).head(10).to_markdown(index=False)
+    return {"dagster/row_count": len(frame), "path": dg.MetadataValue.path(str(path)),
+            "preview": dg.MetadataValue.md(preview)}
+
+
+@dg.asset(
+    group_name=GROUP, partitions_def=visit_partitions, io_manager_key="hst_svm_io_manager", kinds={"json", "pandas"},
+    check_specs=[
+        check("svm_qa_harvest", "one_row_per_total_product",
+              "Exactly one harvested row per *_total_<visit>_dr[zc].fits in the visit dir.", blocking=True),
+        check("svm_qa_harvest", "required_fields_present",
+              "targname, ra_targ, dec_targ, numexp, imgname, point, segment present and not null.", blocking=True),
+        check("svm_qa_harvest", "gaia_count_present", "Every product has a gaia_sources JSON (else gaia = 0)."),
+    ],
+)
+def svm_qa_harvest(context: dg.AssetExecutionContext, config: HarvestConfig, hst_svm_storage: SvmStorage):
+    """drizzlepac QA JSONs of one visit, one row per total product, harvested columns (spacekit's `F.h5`)."""
+    visit = context.partition_key
+    folder = hst_svm_storage.visit_dir(visit)
+    with visit_failures(visit):
+        files = [harvest.read_qa_file(p) for p in harvest.find_qa_files(folder, config.json_pattern)]
+        frame = harvest.harvest_frame(files, visit)
+    path = outputs.write_csv(frame, hst_svm_storage.asset_csv("svm_qa_harvest", visit))
+    yield dg.Output(frame, metadata=csv_metadata(frame, path) | harvest.provenance(files) | {
+        "json_files": len(files), "visit_mtime": folder.stat().st_mtime})
+    expected = {product_index(p, visit) for p in total_products(folder)}
+    got = set(frame.index)
+    yield result("one_row_per_total_product", expected == got, missing=sorted(expected - got),
+                 unexpected=sorted(got - expected))
+    incomplete = scrub.missing_required(frame)
+    yield result("required_fields_present", not incomplete, incomplete=incomplete)
+    short = scrub.short_names(frame)
+    no_gaia = sorted(frame.index[short[GAIA_FIELD].isna()] if GAIA_FIELD in short else frame.index)
+    yield result("gaia_count_present", not no_gaia, warn=True, set_to_zero=no_gaia)
+
+
+@dg.asset(
+    group_name=GROUP, partitions_def=visit_partitions, io_manager_key="hst_svm_io_manager", kinds={"fits", "pandas"},
+    pool="hst_svm_mast",
+    check_specs=[check("svm_features_raw", "category_resolved", "Every target has a MAST classification.")],
+)
+def svm_features_raw(context: dg.AssetExecutionContext, svm_qa_harvest: pd.DataFrame, hst_svm_storage: SvmStorage,
+                     hst_svm_mast: MastCategoryResource):
+    """Scrubbed rows + SCI-header alignment metrics + MAST category + encodings: 18 columns (spacekit's `raw_F.csv`)."""
+    visit = context.partition_key
+    folder = hst_svm_storage.visit_dir(visit)
+    with visit_failures(visit):
+        scrubbed = scrub.scrub(svm_qa_harvest, visit)
+        raw = scrub.raw_features(scrubbed, scrub.fits_metrics(scrubbed, folder), hst_svm_mast.categories(scrubbed))
+    path = outputs.write_csv(raw, hst_svm_storage.asset_csv("svm_features_raw", visit))
+    yield dg.Output(raw, metadata=csv_metadata(raw, path) | {"mast_mode": hst_svm_mast.mode})
+    unresolved = raw.loc[raw["category"] == UNRESOLVED_CATEGORY, "targname"].astype(str)
+    yield result("category_resolved", unresolved.empty, warn=True, unresolved_targets=sorted(set(unresolved)),
+                 products=sorted(unresolved.index))
+
+
+@dg.asset(
+    group_name=GROUP, partitions_def=visit_partitions, io_manager_key="hst_svm_io_manager", kinds={"csv", "pandas"},
+    check_specs=[
+        check("svm_features", "codes_in_range",
+              f"det, wcs, cat come from the known tables (unknown codes: {UNKNOWN_CODES})."),
+        check("svm_features", "values_in_range",
+              "numexp >= 1; nmatches, gaia >= 0; point, segment >= 0 (-1: catalog count missing); rms_* >= -1."),
+    ],
+)
+def svm_features(context: dg.AssetExecutionContext, svm_features_raw: pd.DataFrame, hst_svm_storage: SvmStorage):
+    """The model's feature rows: numexp, rms_ra, rms_dec, nmatches, point, segment, gaia, det, wcs, cat [, label]
+    (spacekit's `F.csv`)."""
+    visit = context.partition_key
+    final = scrub.final_features(svm_features_raw, visit)
+    path = outputs.write_csv(final, hst_svm_storage.asset_csv("svm_features", visit))
+    yield dg.Output(final, metadata=csv_metadata(final, path))
+    unknown = unknown_values(svm_features_raw)
+    yield result("codes_in_range", not unknown, warn=True, unknown_raw_values=unknown)
+    bad = {
+        "numexp < 1": final["numexp"] < 1,
+        "nmatches < 0": final["nmatches"] < 0,
+        "gaia < 0": final["gaia"] < 0,
+        "point/segment < 0": (final[["point", "segment"]] < 0).any(axis=1),
+        "rms < -1": (final[["rms_ra", "rms_dec"]] < -1).any(axis=1),
+    }
+    found = {rule: sorted(final.index[mask]) for rule, mask in bad.items() if mask.any()}
+    yield result("values_in_range", not found, warn=True, out_of_range=found)
+
+
+@dg.asset(group_name=GROUP, partitions_def=visit_partitions, kinds={"png", "matplotlib"}, pool="hst_svm_draw")
+def svm_mosaic_images(context: dg.AssetExecutionContext, config: DrawConfig, svm_features: pd.DataFrame,
+                      hst_svm_storage: SvmStorage) -> dg.MaterializeResult:
+    """Three PNGs per product in img/<index>/<index>{,_source,_gaia}.png (spacekit's `img/`)."""
+    visit = context.partition_key
+    products = total_products(hst_svm_storage.visit_dir(visit))
+    root = hst_svm_storage.img_root
+    removed = outputs.remove_stale_images(root, visit, set(svm_features.index))
+    written: list[Path] = []
+    with visit_failures(visit):
+        for index in svm_features.index:
+            product = index_product(index, visit)
+            if product not in products:
+                raise SvmInputError(f"no total FITS for product {product}")
+            written += draw_product(product_files(products[product], product), root / index, index,
+                                    config.figsize, config.dpi)
+    return dg.MaterializeResult(metadata={
+        "images": dg.MetadataValue.json([p.relative_to(root).as_posix() for p in written]),
+        "img_root": dg.MetadataValue.path(str(root)), "removed_stale": dg.MetadataValue.json(removed)})
+
+
+@dg.asset_check(asset=svm_mosaic_images, blocking=True,
+                description="Three readable PNGs of sane size for every row of the visit's svm_features CSV.")
+def images_present_and_readable(context: dg.AssetCheckExecutionContext,
+                                hst_svm_storage: SvmStorage) -> dg.AssetCheckResult:
+    """Inspect the image folders of the visit's products on disk."""
+    visit = context.partition_key
+    features = pd.read_csv(hst_svm_storage.asset_csv("svm_features", visit), usecols=["index"])
+    problems = outputs.image_problems(hst_svm_storage.img_root, list(features["index"]))
+    return dg.AssetCheckResult(passed=not problems, metadata={
+        "visit": visit, "products": len(features), "problems": dg.MetadataValue.json(problems)})
+
+
+# --- training sets over all visits ------------------------------------------------------------------------------------
+VisitFrames = dict[str, pd.DataFrame] | pd.DataFrame | None
+
+
+def by_visit(loaded: VisitFrames) -> dict[str, pd.DataFrame]:
+    """All-visits input as {visit: frame}: with a single registered visit the IO manager hands over its bare frame,
+    or None when it was never materialized."""
+    if loaded is None:
+        return {}
+    return {"": loaded} if isinstance(loaded, pd.DataFrame) else loaded
+
+
+@dg.asset(group_name=GROUP, ins={"svm_features": ALL_VISITS}, kinds={"csv"},
+          check_specs=[check("svm_training_set", "unique_index", "No product index appears twice.", blocking=True)])
+def svm_training_set(svm_features: VisitFrames, hst_svm_storage: SvmStorage) -> dg.MaterializeResult:
+    """Feature rows of every ingested visit in one table (spacekit's `preprocessed.csv`)."""
+    svm_features = by_visit(svm_features)
+    combined = outputs.combine_features(svm_features)
+    path = outputs.write_csv(combined, hst_svm_storage.output / "preprocessed.csv")
+    duplicates = sorted(set(combined.index[combined.index.duplicated()]))
+    return dg.MaterializeResult(metadata=csv_metadata(combined, path) | {"visits": len(svm_features)},
+                                check_results=[result("unique_index", not duplicates, duplicates=duplicates)])
+
+
+@dg.asset(group_name=GROUP, ins={"svm_features_raw": ALL_VISITS}, kinds={"csv"})
+def svm_raw_training_set(svm_features_raw: VisitFrames, hst_svm_storage: SvmStorage) -> dg.MaterializeResult:
+    """Raw rows of every ingested visit in one table (spacekit's `raw_combined.csv`)."""
+    svm_features_raw = by_visit(svm_features_raw)
+    combined = outputs.combine_raw(svm_features_raw)
+    path = outputs.write_csv(combined, hst_svm_storage.output / "raw_combined.csv")
+    return dg.MaterializeResult(metadata=csv_metadata(combined, path) | {"visits": len(svm_features_raw)})
+
+
+VISIT_ASSETS = [svm_qa_harvest, svm_features_raw, svm_features, svm_mosaic_images]
+TRAINING_ASSETS = [svm_training_set, svm_raw_training_set]
+
+# --- jobs, sensor, schedule -------------------------------------------------------------------------------------------
+hst_svm_visit_job = dg.define_asset_job(
+    "hst_svm_visit_job", selection=dg.AssetSelection.assets(*VISIT_ASSETS), executor_def=dg.in_process_executor,
+    description="Ingest one visit: harvest, features, images (steps are a chain, so they run in one process).",
+)
+hst_svm_training_sets_job = dg.define_asset_job(
+    "hst_svm_training_sets_job", selection=dg.AssetSelection.assets(*TRAINING_ASSETS),
+    description="Rebuild preprocessed.csv and raw_combined.csv from every ingested visit.",
+)
+
+
+@dg.sensor(job=hst_svm_visit_job, minimum_interval_seconds=10, default_status=dg.DefaultSensorStatus.RUNNING)
+def hst_svm_visit_sensor(context: dg.SensorEvaluationContext, hst_svm_storage: SvmStorage) -> dg.SensorResult:
+    """Register and ingest complete, settled visit dirs of the inbox; re-ingest a visit whose files changed."""
+    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    scan = scan_inbox(hst_svm_storage.inbox, time.time(), hst_svm_storage.settle_seconds)
+    for visit, reason in scan.waiting.items():
+        context.log.info(f"waiting for {visit}: {reason}")
+    changed = {visit: fp for visit, fp in scan.ready.items() if seen.get(visit) != fp}
+    cursor = json.dumps(seen | changed, sort_keys=True)
+    if not changed:
+        return dg.SensorResult(skip_reason=f"no new or changed visit in {hst_svm_storage.inbox}", cursor=cursor)
+    known = set(context.instance.get_dynamic_partitions(visit_partitions.name))
+    new = [visit for visit in changed if visit not in known]
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(partition_key=v, run_key=f"{v}:{fp}") for v, fp in changed.items()],
+        dynamic_partitions_requests=[visit_partitions.build_add_request(new)] if new else [],
+        cursor=cursor,
+    )
+
+
+hst_svm_training_sets_schedule = dg.ScheduleDefinition(
+    name="hst_svm_training_sets_schedule", job=hst_svm_training_sets_job, cron_schedule="30 6 * * *",
+    execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Daily rebuild of the combined SVM training sets, after the JWST daily run.",
+)
+
+defs = dg.Definitions(
+    assets=[*VISIT_ASSETS, *TRAINING_ASSETS],
+    asset_checks=[images_present_and_readable],
+    sensors=[hst_svm_visit_sensor],
+    jobs=[hst_svm_visit_job, hst_svm_training_sets_job],
+    schedules=[hst_svm_training_sets_schedule],
+    resources=resources_from_env(),
+)

@@ -1,0 +1,1 @@
+"""JWST calibration-metadata ingest: pure pandas/numpy logic, no Dagster import."""

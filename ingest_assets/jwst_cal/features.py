@@ -1,0 +1,150 @@
+"""Product feature tables: the unencoded `raw` records and their encoded training features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .constants import (
+    BOOLEAN_FEATURES, CATEGORICAL_FEATURES, CATEGORICAL_NANS, CONTINUOUS_FEATURES,
+    DETECTOR_SHAPES, KEYPAIR_DATA, MIRI_SCALES, NIRCAM_SCALES, PIXEL_SCALES, RAW_FGS_COLS, RAW_OFFSET_COLS,
+    SCRAPER_KEYS, TRUEVALS, feature_cols,
+)
+from .skyoffsets import product_offsets
+
+FIDUCIAL_KEYS = {"IMAGE": ("CRVAL1", "CRVAL2"), "SPEC": ("RA_REF", "DEC_REF"), "TAC": ("RA_REF", "DEC_REF")}
+SUBARRAY_PREFIXES = ("MASK", "SUB", "WFSS")
+
+
+class IngestError(ValueError):
+    """A value the ingest cannot process, named by dataset and column."""
+
+
+def scraper_fields(exp: pd.DataFrame) -> pd.DataFrame:
+    """The scraper's 29 keys per exposure; an absent column reads as the text 'NaN', as in the reference."""
+    return pd.DataFrame({k: exp[k] if k in exp else "NaN" for k in SCRAPER_KEYS}, index=exp.index)
+
+
+def pixel_geometry(exp: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel scale (arcsec/pix) and detector shape of each exposure."""
+    instr = exp["INSTRUME"].astype(str).str.upper()
+    channel = exp["CHANNEL"].astype(str).str.upper()
+    scale = pd.Series(np.nan, index=exp.index)
+    nircam = (instr == "NIRCAM") & channel.isin(list(NIRCAM_SCALES))
+    scale[nircam] = channel[nircam].map(NIRCAM_SCALES)
+    miri = instr == "MIRI"
+    scale[miri] = np.where(exp.loc[miri, "EXP_TYPE"] == "MIR_MRS", MIRI_SCALES["MIR_MRS"], MIRI_SCALES["GEN"])
+    other = ~nircam & ~miri
+    scale[other] = instr[other].map(PIXEL_SCALES)
+    shape = instr.map(DETECTOR_SHAPES)
+    bad = scale.isna() | shape.isna()
+    if bad.any():
+        row = exp.loc[bad].iloc[0]
+        raise IngestError(
+            f"exposure {row['dname']}: no pixel scale/shape for INSTRUME {row['INSTRUME']!r} with CHANNEL "
+            f"{row['CHANNEL']!r} (NIRCam needs CHANNEL SHORT or LONG)"
+        )
+    return scale.to_numpy(float), shape.str[0].to_numpy(float), shape.str[1].to_numpy(float)
+
+
+def _join_segments(values: pd.Series, groups: pd.Series) -> pd.Series:
+    """'|'-join of each group's values (already in the wanted order), as one string per group."""
+    starts = np.flatnonzero(np.r_[True, groups.to_numpy()[1:] != groups.to_numpy()[:-1]])
+    joined = np.add.reduceat((values + "|").to_numpy(object), starts)
+    return pd.Series([s[:-1] for s in joined] if len(joined) else [], index=groups.to_numpy()[starts], dtype=object)
+
+
+def joined_detectors(detector: pd.Series, group: pd.Series) -> pd.Series:
+    """Distinct upper-cased detectors per group; several are sorted and '|'-joined."""
+    frame = pd.DataFrame({"g": group.to_numpy(), "v": detector.astype(str).str.upper().to_numpy()})
+    frame = frame.drop_duplicates().sort_values(["g", "v"], kind="stable")
+    return _join_segments(frame["v"], frame["g"])
+
+
+def joined_bands(band: pd.Series, group: pd.Series) -> pd.Series:
+    """Distinct upper-cased bands per group (values split on '-'); several are sorted descending and '|'-joined."""
+    frame = pd.DataFrame({"g": group.to_numpy(), "v": band.astype(str).str.upper().str.split("-").to_numpy()})
+    frame = frame.explode("v").drop_duplicates().sort_values(["g", "v"], ascending=[True, False], kind="stable")
+    return _join_segments(frame["v"], frame["g"])
+
+
+def build_raw(bucket: str, exp: pd.DataFrame) -> pd.DataFrame:
+    """Unencoded product records of one bucket; `exp` holds its exposures sorted by product `order`.
+
+    Indexed by constructed product name, in product order, with the reference's raw-file columns.
+    """
+    group = exp["order"].rank(method="dense").astype(np.int64).to_numpy() - 1
+    fields = scraper_fields(exp)
+    first = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if len(group) else np.array([], int)
+    names = exp["product"].to_numpy()[first]
+    if bucket == "FGS":
+        raw = fields.iloc[first][list(RAW_FGS_COLS[:-1])].reset_index(drop=True)
+        raw["NEXPOSUR"] = np.bincount(group)
+        return raw.set_axis(pd.Index(names, name="product"))
+
+    ra_key, dec_key = FIDUCIAL_KEYS[bucket]
+    scale, nx, ny = pixel_geometry(exp)
+    off = product_offsets(
+        group, exp[ra_key].to_numpy(float), exp[dec_key].to_numpy(float), exp["TARG_RA"].to_numpy(float),
+        exp["TARG_DEC"].to_numpy(float), exp["GS_RA"].to_numpy(float), exp["GS_DEC"].to_numpy(float), scale, nx, ny,
+    )
+    ref = fields.iloc[off["ref"].to_numpy()].reset_index(drop=True)
+    raw = pd.concat([off.drop(columns=["n_valid", "ref"]), ref], axis=1)
+    raw["NEXPOSUR"] = off["n_valid"].to_numpy()
+    raw["scale"] = scale[off["ref"].to_numpy()]
+    grp = pd.Series(group, index=exp.index)
+    raw["DETECTOR"] = joined_detectors(exp["DETECTOR"], grp).to_numpy()
+    raw["BAND"] = joined_bands(exp["BAND"], grp).to_numpy()
+    return raw[list(RAW_OFFSET_COLS)].set_axis(pd.Index(names, name="product"))
+
+
+def _nircam_detector_group(detector: pd.Series) -> pd.Series:
+    a = detector.str.contains("NRCA", regex=False)
+    b = detector.str.contains("NRCB", regex=False)
+    multi = detector.str.contains("|", regex=False)
+    grouped = np.select([a & b, (a ^ b) & ~multi, a & multi, b & multi], ["NRC-M", "NRC-S", "NRCA-M", "NRCB-M"], "")
+    return detector.where(grouped == "", grouped)
+
+
+def unencoded_features(bucket: str, raw: pd.DataFrame) -> pd.DataFrame:
+    """The reference's feature frame before categorical encoding (NaNdler and value grouping applied)."""
+    cols = {c.lower(): raw[c] for c in raw.columns}
+    cols["instr"] = raw["INSTRUME"]
+    frame = pd.DataFrame({c: cols[c] for c in feature_cols(bucket)}, index=raw.index)
+    for col in frame.columns:
+        if col in CONTINUOUS_FEATURES:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce").fillna(0.0)
+        elif col in BOOLEAN_FEATURES:
+            frame[col] = frame[col].astype(str).isin(TRUEVALS).astype(np.int64)
+        elif col in CATEGORICAL_FEATURES:
+            text = frame[col].astype(object)
+            frame[col] = text.where(text.notna() & ~text.astype(str).isin(CATEGORICAL_NANS), "NONE").astype(str)
+    frame["detector"] = _nircam_detector_group(frame["detector"])
+    sub = frame["subarray"]
+    for prefix in SUBARRAY_PREFIXES:
+        sub = sub.where(~sub.str.startswith(prefix), prefix)
+    frame["subarray"] = sub
+    return frame
+
+
+def encode_features(features: dict[str, pd.DataFrame], codes: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """Encode the categorical columns of every bucket's features.
+
+    `codes` holds the codes given to unseen values on earlier days (columns column/value/code). Values still unseen
+    get max+1, max+2, ... per column in sorted order (D12); they are returned as new code rows.
+    """
+    new_rows = []
+    encoded = {b: f.copy() for b, f in features.items()}
+    for col in CATEGORICAL_FEATURES:
+        table = dict(KEYPAIR_DATA[col])
+        known = codes.loc[codes["column"] == col] if len(codes) else codes
+        table.update(zip(known.get("value", []), known.get("code", [])))
+        seen = pd.unique(pd.concat([f[col] for f in encoded.values()])) if encoded else []
+        unseen = sorted(v for v in seen if v not in table)
+        start = max(table.values()) + 1
+        for offset, value in enumerate(unseen):
+            table[value] = start + offset
+            new_rows.append({"column": col, "value": value, "code": start + offset})
+        for frame in encoded.values():
+            frame[col] = frame[col].map(table).astype(np.int64)
+    return encoded, pd.DataFrame(new_rows, columns=["column", "value", "code"])

@@ -1,0 +1,112 @@
+"""Initial scrub of one day's drop: level classification, recast, dedupe, params, MIRI channels, mosaics.
+
+Everything here depends on the drop alone (no state), so it is the stateless first stage of a day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .constants import FALSEVALS, L3_TYPES, WFSC_VISITYPES
+from .drops import DropError
+
+PARAM_KEYS = ("pid", "OBSERVTN", "FILTER", "GRATING", "PUPIL", "SUBARRAY", "FXD_SLIT", "EXP_TYPE", "BAND")
+WFSC_PARAM_KEYS = ("pid", "OBSERVTN", "FILTER", "PUPIL", "DETECTOR")
+
+
+@dataclass(frozen=True)
+class ScrubbedDrop:
+    """The science rows of one day (L1 exposures and L3 products) and its mosaic rows."""
+
+    day: str
+    file: str
+    rows_read: int
+    science: pd.DataFrame
+    mosaics: pd.DataFrame
+    mrs_ch24_dropped: int
+
+    @property
+    def n_l1(self) -> int:
+        return int(is_level1(self.science["dag"]).sum()) if len(self.science) else 0
+
+    @property
+    def n_l3(self) -> int:
+        return int(is_level3(self.science["dag"]).sum()) if len(self.science) else 0
+
+
+def is_level1(dag: pd.Series) -> pd.Series:
+    """L1 rows: the DagNodeName contains a '1'."""
+    return dag.astype(str).str.contains("1", regex=False)
+
+
+def is_level3(dag: pd.Series) -> pd.Series:
+    """L3 rows: the DagNodeName contains a '3' and is not a memory estimate."""
+    text = dag.astype(str)
+    return text.str.contains("3", regex=False) & ~text.str.contains("MEMORY", regex=False)
+
+
+def join_params(frame: pd.DataFrame, keys: tuple[str, ...]) -> pd.Series:
+    """'-'-join of the keys' values, skipping values whose text is in FALSEVALS."""
+    joined = pd.Series("", index=frame.index, dtype=object)
+    for key in keys:
+        text = frame[key].astype(str)
+        joined = joined + np.where(text.isin(FALSEVALS), "", "-" + text)
+    return joined.str[1:]
+
+
+def scrub_drop(drop: pd.DataFrame, day: dt.date, file: str) -> ScrubbedDrop:
+    """Run the reference's initial scrub on one typed drop (see `drops.read_drop`)."""
+    dag = drop["DagNodeName"]
+    science = drop.loc[is_level1(dag) | is_level3(dag)].copy()
+    science["date"] = day.isoformat()
+    science["year"] = np.int64(day.year)
+    science["doy"] = np.int64(day.timetuple().tm_yday)
+
+    dataset = science["Dataset"].astype(str)
+    science["dname"] = dataset.where(~dataset.str.endswith("fits"), dataset.str.rsplit("_", n=1).str[0])
+    science = science.rename(columns={"ImageSize": "imagesize", "DagNodeName": "dag"})
+    science["pid"] = _program_ids(science["dname"], file)
+    science["OBSERVTN"] = science["OBSERVTN"].astype(str).str.rjust(3, "0")
+    science["PROGRAM"] = science["PROGRAM"].astype(str).str.rjust(5, "0")
+    science["TARG_RA"] = np.round(science["TARG_RA"].to_numpy(float), 8)
+    science["targra"] = np.round(science["TARG_RA"].to_numpy(float), 6)
+
+    science = science.sort_values("imagesize", kind="stable", na_position="last")
+    science = science.drop_duplicates("dname", keep="last")
+    science = science.loc[science["EXP_TYPE"].isin(L3_TYPES)]
+
+    wfsc = science["VISITYPE"].isin(WFSC_VISITYPES)
+    science["params"] = np.where(wfsc, join_params(science, WFSC_PARAM_KEYS), join_params(science, PARAM_KEYS))
+    science = pd.concat([science.loc[~wfsc], science.loc[wfsc]])
+
+    detector = science["DETECTOR"]
+    science["params"] = science["params"] + np.select(
+        [detector == "MIRIFUSHORT", detector == "MIRIFULONG"], ["-12", "-34"], ""
+    )
+    ch24 = is_level3(science["dag"]) & (science["EXP_TYPE"] == "MIR_MRS") & science["CHANNEL"].isin(["2", "4"])
+    science = science.loc[~ch24]
+
+    mosaic = science["dname"].str.contains(r"^[^-]*-c", regex=True)  # the part after the first '-' starts with c
+    mosaics = science.loc[mosaic]
+    mosaics = pd.concat([mosaics.drop(columns="Dataset"), mosaics[["Dataset"]]], axis=1)
+    science = science.loc[~mosaic].drop(columns="Dataset").reset_index(drop=True)
+    return ScrubbedDrop(
+        day=day.isoformat(), file=file, rows_read=len(drop), science=science,
+        mosaics=mosaics.reset_index(drop=True), mrs_ch24_dropped=int(ch24.sum()),
+    )
+
+
+def _program_ids(dname: pd.Series, file: str) -> pd.Series:
+    """The program number of each name (`jw01234...` -> 1234); a name without one is an input error."""
+    pid = pd.to_numeric(dname.str[2:7], errors="coerce")
+    bad = pid.isna() | ~dname.str[2:7].str.fullmatch(r"\d{5}").fillna(False).astype(bool)
+    if bad.any():
+        first = bad.idxmax()
+        raise DropError(Path(file), int(first) + 2, "Dataset",
+                        f"{dname[first]!r} does not carry a 5-digit program number at characters 3-7")
+    return pid.astype(np.int64)

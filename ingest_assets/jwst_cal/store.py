@@ -1,0 +1,533 @@
+"""State store of the JWST calibration ingest (D7, D8, D10, D14): one DuckDB file, exported as CSV files.
+
+The DuckDB file `jwst-cal.duckdb` in the output folder is the source of truth; `{table}.csv` files are exports of it,
+rewritten whole after every commit. Every stored row is a version: `_added` (day), `_removed` (day, NULL while live)
+and `_pos` (order), so a day costs O(changed rows) and any suffix of days can be forgotten. Table kinds:
+
+* state: each day brings the full new content, diffed against the live rows by row content;
+* log: each day brings rows to append;
+* daily: each day brings its own rows; the export shows the latest ingested day.
+
+Tables whose name starts with "_" are stored but never exported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import IO
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+DB_NAME = "jwst-cal.duckdb"
+MARKER_NAME = ".jwst-cal-export"
+TMP_PREFIX = ".jwst-cal-tmp-"
+DATA_SCHEMA = "data"
+KINDS = ("state", "log", "daily")
+ROW_COLS = ("_added", "_removed", "_pos")
+MIN_GAP = 1e-6  # smallest spacing of new positions inside a gap before renumbering
+TABLE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+DOUBLE, BIGINT, BOOLEAN, VARCHAR = "DOUBLE", "BIGINT", "BOOLEAN", "VARCHAR"
+INFERRED_TYPES = {"boolean": BOOLEAN, "integer": BIGINT, "floating": DOUBLE, "mixed-integer-float": DOUBLE}
+META_DDL = (
+    "CREATE TABLE IF NOT EXISTS schemas (tbl VARCHAR, day VARCHAR, kind VARCHAR, columns VARCHAR)",
+    "CREATE TABLE IF NOT EXISTS ledger (day VARCHAR, report VARCHAR)",
+    "CREATE TABLE IF NOT EXISTS generation (value BIGINT)",
+    "INSERT INTO generation SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM generation)",
+    f"CREATE SCHEMA IF NOT EXISTS {DATA_SCHEMA}",
+)
+
+
+class StoreLockedError(RuntimeError):
+    """The store's DuckDB file is held by another process."""
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """A table's kind and its columns (name, DuckDB type) in recorded order."""
+
+    kind: str
+    columns: tuple[tuple[str, str], ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.columns]
+
+
+@dataclass(frozen=True)
+class RowDiff:
+    """How a state table's new content differs from its live rows."""
+
+    new_rows: np.ndarray  # positional indices into the new content
+    new_pos: np.ndarray  # their `_pos`
+    gone_pos: np.ndarray  # `_pos` of the live rows that vanish
+
+
+# --- pure helpers -----------------------------------------------------------------------------------------------------
+def quote(name: str) -> str:
+    """A DuckDB identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def table_ref(table: str) -> str:
+    return f"{DATA_SCHEMA}.{quote(table)}"
+
+
+def check_day(day: str) -> None:
+    """Days are ISO dates 'YYYY-MM-DD' (they compare as text)."""
+    if not isinstance(day, str) or len(day) != 10 or date.fromisoformat(day).isoformat() != day:
+        raise ValueError(f"day must be 'YYYY-MM-DD', got {day!r}")
+
+
+def check_frame(table: str, frame: pd.DataFrame) -> None:
+    """Table names are file-name safe; columns are unique (case-insensitively, as in DuckDB) and not reserved."""
+    if not TABLE_NAME.fullmatch(table):
+        raise ValueError(f"invalid table name {table!r}")
+    names = list(frame.columns)
+    if not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{table}: column names must be strings")
+    if len({n.lower() for n in names}) != len(names):
+        raise ValueError(f"{table}: duplicate column names {names}")
+    if reserved := sorted(set(names) & set(ROW_COLS)):
+        raise ValueError(f"{table}: reserved column names {reserved}")
+    if not names and len(frame):
+        raise ValueError(f"{table}: rows without columns")
+
+
+def column_type(values: pd.Series) -> str:
+    """DuckDB type of an incoming column: float -> DOUBLE, int -> BIGINT, bool -> BOOLEAN, text -> VARCHAR."""
+    dtype = values.dtype
+    if dtype == object:
+        return INFERRED_TYPES.get(pd.api.types.infer_dtype(values, skipna=True), VARCHAR)
+    if pd.api.types.is_bool_dtype(dtype):
+        return BOOLEAN
+    if pd.api.types.is_integer_dtype(dtype):
+        return BIGINT
+    if pd.api.types.is_float_dtype(dtype):
+        return DOUBLE
+    if pd.api.types.is_string_dtype(dtype):
+        return VARCHAR
+    raise TypeError(f"column {values.name!r}: unsupported dtype {dtype}")
+
+
+def widen(stored: str, incoming: str) -> str:
+    """Common type of two column types: BIGINT and DOUBLE give DOUBLE, any other mix gives VARCHAR."""
+    if stored == incoming:
+        return stored
+    return DOUBLE if {stored, incoming} == {BIGINT, DOUBLE} else VARCHAR
+
+
+def cast_expr(expr: str, source: str, target: str) -> str:
+    """SQL converting `expr` from `source` to `target`; booleans become 'True'/'False' text as pandas writes them."""
+    if source == target:
+        return expr
+    if source == BOOLEAN and target == VARCHAR:
+        return f"CASE WHEN {expr} THEN 'True' WHEN NOT {expr} THEN 'False' END"
+    return f"CAST({expr} AS {target})"
+
+
+def insert_position(order: list[str], preceding: list[str]) -> int:
+    """Index right after the nearest of `preceding` (incoming order) that `order` has; 0 when none."""
+    known = {name: i for i, name in enumerate(order)}
+    return next((known[name] + 1 for name in reversed(preceding) if name in known), 0)
+
+
+def evolve_columns(columns: tuple[tuple[str, str], ...], frame: pd.DataFrame,
+                   types: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """Columns after `frame` is written: types widened, new columns placed after their incoming predecessor.
+
+    A column that is entirely missing in `frame` keeps its stored type.
+    """
+    order = [name for name, _ in columns]
+    stored = dict(columns)
+    incoming = list(frame.columns)
+    for i, name in enumerate(incoming):
+        if name not in stored:
+            stored[name] = types[name]
+            order.insert(insert_position(order, incoming[:i]), name)
+        elif types[name] != stored[name] and frame[name].notna().any():
+            stored[name] = widen(stored[name], types[name])
+    return tuple((name, stored[name]) for name in order)
+
+
+def occurrence(hashes: np.ndarray) -> np.ndarray:
+    """0, 1, 2... over the successive occurrences of each hash."""
+    return pd.Series(hashes).groupby(hashes, sort=False).cumcount().to_numpy()
+
+
+def match_positions(stored_h: np.ndarray, stored_pos: np.ndarray, new_h: np.ndarray) -> np.ndarray:
+    """`_pos` of the live row each new row equals (occurrences paired in order); NaN for new rows."""
+    stored = pd.DataFrame({"h": stored_h, "k": occurrence(stored_h), "pos": stored_pos})
+    new = pd.DataFrame({"h": new_h, "k": occurrence(new_h)})
+    return new.merge(stored, on=["h", "k"], how="left")["pos"].to_numpy(dtype=np.float64)
+
+
+def place_new_rows(matched: np.ndarray) -> np.ndarray | None:
+    """Positions of all rows given the kept rows' positions (NaN = new); None when a renumbering is needed.
+
+    New rows go between their kept neighbours, evenly spaced; before the first kept row at -1, -2...; after the last
+    at +1, +2...; none kept: 0, 1, 2...
+    """
+    kept = ~np.isnan(matched)
+    if np.any(np.diff(matched[kept]) <= 0):
+        return None
+    series = pd.Series(matched)
+    new = ~kept
+    run = np.cumsum(kept)[new]  # new rows sharing a gap share a run id
+    rank = pd.Series(run).groupby(run, sort=False).cumcount().to_numpy() + 1
+    size = np.bincount(run)[run]
+    prev, nxt = series.ffill().to_numpy()[new], series.bfill().to_numpy()[new]
+    step = (nxt - prev) / (size + 1)
+    if np.any(step < MIN_GAP):
+        return None
+    positions = matched.copy()
+    positions[new] = np.where(
+        np.isnan(prev),
+        np.where(np.isnan(nxt), rank - 1.0, nxt - (size + 1 - rank)),
+        np.where(np.isnan(nxt), prev + rank, prev + step * rank),
+    )
+    return positions if np.all(np.diff(positions) > 0) else None
+
+
+def diff_rows(stored_h: np.ndarray, stored_pos: np.ndarray, new_h: np.ndarray) -> RowDiff | None:
+    """Diff of a state table by row hashes (live rows in `_pos` order); None when it must be renumbered."""
+    n = len(stored_h)
+    if len(new_h) >= n and np.array_equal(new_h[:n], stored_h):  # the usual day: rows appended
+        last = stored_pos[-1] if n else -1.0
+        added = np.arange(n, len(new_h))
+        return RowDiff(added, last + 1.0 + np.arange(len(added)), stored_pos[:0])
+    matched = match_positions(stored_h, stored_pos, new_h)
+    positions = place_new_rows(matched)
+    if positions is None:
+        return None
+    added = np.flatnonzero(np.isnan(matched))
+    return RowDiff(added, positions[added], stored_pos[~np.isin(stored_pos, matched)])
+
+
+def to_pandas(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
+    """Read-back types: text as object str/np.nan, BIGINT and BOOLEAN with missing values as float64 / object."""
+    out = {}
+    for name, typ in schema.columns:
+        values = frame[name]
+        missing = values.isna()
+        has_missing = bool(missing.any())
+        if typ == DOUBLE:
+            out[name] = values.astype(np.float64)
+        elif typ == BIGINT:
+            out[name] = values.astype(np.float64 if has_missing else np.int64)
+        elif typ == BOOLEAN and not has_missing:
+            out[name] = values.astype(bool)
+        else:
+            objects = values.astype(object)
+            out[name] = objects.where(~missing, np.nan) if has_missing else objects
+    return pd.DataFrame(out, columns=schema.names)
+
+
+def json_default(value):
+    """numpy values in reports."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"report value of type {type(value).__name__} is not JSON serializable")
+
+
+def write_atomic(path: Path, write: Callable[[IO[str]], None]) -> None:
+    """Write through a temp file in the same folder, fsync, then os.replace; no temp file survives an error."""
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def connect(db_path: Path) -> duckdb.DuckDBPyConnection:
+    """Open the DuckDB file; a clear error when another process holds it."""
+    try:
+        return duckdb.connect(str(db_path))
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise StoreLockedError(f"{db_path} is in use by another process (one writer at a time): {exc}") from exc
+        raise
+
+
+# --- the store --------------------------------------------------------------------------------------------------------
+class IngestStore:
+    """Per-day versioned tables in `output_dir/jwst-cal.duckdb`, exported as `output_dir/{table}.csv`."""
+
+    def __init__(self, output_dir: Path):
+        self.output_dir = Path(output_dir)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self._con = connect(self.output_dir / DB_NAME)
+        self._in_transaction = False
+        for statement in META_DDL:
+            self._sql(statement)
+        for stale in self.output_dir.glob(TMP_PREFIX + "*"):
+            stale.unlink()
+        if self._exported_generation() != self._generation():  # a commit whose export did not finish
+            self._export()
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> IngestStore:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # --- reading ------------------------------------------------------------------------------------------------------
+    def days(self) -> list[str]:
+        """Ingested days, ascending."""
+        return [row[0] for row in self._sql("SELECT day FROM ledger ORDER BY day")]
+
+    def report(self, day: str) -> dict | None:
+        rows = self._sql("SELECT report FROM ledger WHERE day = ?", [day])
+        return json.loads(rows[0][0]) if rows else None
+
+    def current(self, table: str) -> pd.DataFrame:
+        """Live rows in order (for a daily table: the latest ingested day's rows); unknown table -> empty frame."""
+        schema = self._schema(table)
+        if schema is None:
+            return pd.DataFrame()
+        if schema.kind == "daily":
+            return self._rows(table, schema, "_added = (SELECT max(day) FROM ledger)")
+        return self._rows(table, schema, "_removed IS NULL")
+
+    def daily(self, table: str, day: str) -> pd.DataFrame:
+        """The rows a daily table received on `day`."""
+        schema = self._schema(table)
+        if schema is None:
+            return pd.DataFrame()
+        if schema.kind != "daily":
+            raise ValueError(f"{table} is a {schema.kind} table, not a daily one")
+        return self._rows(table, schema, "_added = ?", [day])
+
+    # --- writing ------------------------------------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN ... COMMIT (ROLLBACK and re-raise on error), then export every non-internal table."""
+        if self._in_transaction:
+            raise RuntimeError("a transaction is already open")
+        self._sql("BEGIN TRANSACTION")
+        self._in_transaction = True
+        try:
+            yield
+            self._sql("UPDATE generation SET value = value + 1")
+            self._sql("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        finally:
+            self._in_transaction = False
+        self._export()
+
+    def rollback_from(self, day: str) -> None:
+        """Forget every contribution of the days >= `day` (rows, removals, schema changes, ledger entries)."""
+        self._require_transaction()
+        check_day(day)
+        for table in self._tables():
+            self._sql(f"DELETE FROM {table_ref(table)} WHERE _added >= ?", [day])
+            self._sql(f"UPDATE {table_ref(table)} SET _removed = NULL WHERE _removed >= ?", [day])
+        changed = self._sql("SELECT DISTINCT tbl FROM schemas WHERE day >= ?", [day])
+        self._sql("DELETE FROM schemas WHERE day >= ?", [day])
+        for (table,) in changed:
+            self._restore_table(table)
+        self._sql("DELETE FROM ledger WHERE day >= ?", [day])
+
+    def write_day(self, day: str, *, state: Mapping[str, pd.DataFrame], log: Mapping[str, pd.DataFrame],
+                  daily: Mapping[str, pd.DataFrame], report: dict) -> None:
+        """Store one day: full content of state tables, rows appended to log tables, the day's daily rows."""
+        self._require_transaction()
+        check_day(day)
+        stored = self.days()
+        if stored and day <= stored[-1]:
+            raise ValueError(f"day {day} is not after the last stored day {stored[-1]}; roll back first")
+        writes = [(t, "state", f) for t, f in state.items()] + [(t, "log", f) for t, f in log.items()] + [
+            (t, "daily", f) for t, f in daily.items()]
+        names = [table for table, _, _ in writes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a table is given more than once: {sorted(names)}")
+        writers = {"state": self._write_state, "log": self._append, "daily": self._append}
+        for table, kind, frame in writes:
+            check_frame(table, frame)
+            types = {name: column_type(frame[name]) for name in frame.columns}
+            schema = self._evolve_schema(table, kind, frame, types, day)
+            if schema is not None:
+                writers[kind](table, schema, frame, types, day)
+        self._sql("INSERT INTO ledger VALUES (?, ?)", [day, json.dumps(report, default=json_default)])
+
+    def _sql(self, sql: str, params: list | None = None) -> list[tuple]:
+        """Run one statement to completion (DuckDB refuses new work while a result is unfinished)."""
+        return self._con.execute(sql, params or []).fetchall()
+
+    # --- schema -------------------------------------------------------------------------------------------------------
+    def _schema(self, table: str) -> TableSchema | None:
+        rows = self._sql("SELECT kind, columns FROM schemas WHERE tbl = ? ORDER BY day DESC LIMIT 1", [table])
+        return TableSchema(rows[0][0], tuple(tuple(c) for c in json.loads(rows[0][1]))) if rows else None
+
+    def _tables(self) -> list[str]:
+        return [row[0] for row in self._sql("SELECT DISTINCT tbl FROM schemas ORDER BY tbl")]
+
+    def _evolve_schema(self, table: str, kind: str, frame: pd.DataFrame, types: Mapping[str, str],
+                       day: str) -> TableSchema | None:
+        """Create or alter the table for `frame`, record the new schema; None for a column-less frame of a new table."""
+        old = self._schema(table)
+        if old is not None and old.kind != kind:
+            raise ValueError(f"{table} is a {old.kind} table; cannot write it as {kind}")
+        if old is None and not len(frame.columns):
+            return None
+        new = TableSchema(kind, evolve_columns(old.columns if old else (), frame, types))
+        if new == old:
+            return old
+        if old is None:
+            columns = ", ".join(f"{quote(n)} {t}" for n, t in new.columns)
+            self._sql(
+                f"CREATE TABLE {table_ref(table)} ({columns}, _added VARCHAR, _removed VARCHAR, _pos DOUBLE)")
+        else:
+            self._alter_columns(table, dict(old.columns), new)
+        self._sql("INSERT INTO schemas VALUES (?, ?, ?, ?)", [table, day, kind, json.dumps(new.columns)])
+        return new
+
+    def _alter_columns(self, table: str, physical: Mapping[str, str], target: TableSchema) -> None:
+        """Add, convert (widen or narrow back) and drop physical columns to match `target`."""
+        ref, wanted = table_ref(table), dict(target.columns)
+        for name in physical.keys() - wanted.keys():
+            self._sql(f"ALTER TABLE {ref} DROP COLUMN {quote(name)}")
+        for name, typ in target.columns:
+            if name not in physical:
+                self._sql(f"ALTER TABLE {ref} ADD COLUMN {quote(name)} {typ}")
+            elif physical[name] != typ:
+                using = cast_expr(quote(name), physical[name], typ)
+                self._sql(f"ALTER TABLE {ref} ALTER COLUMN {quote(name)} SET DATA TYPE {typ} USING {using}")
+
+    def _restore_table(self, table: str) -> None:
+        """After a rollback: drop the table if no schema remains, else bring its columns back to the recorded ones."""
+        schema = self._schema(table)
+        if schema is None:
+            self._sql(f"DROP TABLE {table_ref(table)}")
+            return
+        physical = self._sql(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+            [DATA_SCHEMA, table])
+        self._alter_columns(table, {n: t for n, t in physical if n not in ROW_COLS}, schema)
+
+    # --- rows ---------------------------------------------------------------------------------------------------------
+    def _rows(self, table: str, schema: TableSchema, where: str, params: list | None = None) -> pd.DataFrame:
+        columns = ", ".join(quote(n) for n in schema.names)
+        frame = self._con.execute(
+            f"SELECT {columns} FROM {table_ref(table)} WHERE {where} ORDER BY _pos", params or []).df()
+        return to_pandas(frame, schema)
+
+    def _select_list(self, schema: TableSchema, frame: pd.DataFrame, types: Mapping[str, str]) -> list[str]:
+        """SQL giving each recorded column from `frame` in the stored type (NULL when the frame lacks it)."""
+        return [cast_expr(quote(n), types[n], t) if n in types else f"NULL::{t}" for n, t in schema.columns]
+
+    def _query_frame(self, frame: pd.DataFrame, sql: str, params: list | None = None) -> dict[str, np.ndarray]:
+        """Run `sql` with `frame` visible as the view `incoming`; the result as numpy arrays."""
+        self._con.register("incoming", frame)
+        try:
+            return self._con.execute(sql, params or []).fetchnumpy()
+        finally:
+            self._con.unregister("incoming")
+
+    def _insert(self, table: str, schema: TableSchema, frame: pd.DataFrame, types: Mapping[str, str],
+                positions: np.ndarray, day: str) -> None:
+        """Insert `frame`'s rows as versions added on `day` at `positions`."""
+        if not len(frame):
+            return
+        rows = frame.assign(_pos=positions)
+        values = ", ".join(self._select_list(schema, frame, types))
+        columns = ", ".join(quote(n) for n in schema.names)
+        self._query_frame(rows, f"INSERT INTO {table_ref(table)} ({columns}, _added, _removed, _pos) "
+                                f"SELECT {values}, ?, NULL, _pos FROM incoming", [day])
+
+    def _append(self, table: str, schema: TableSchema, frame: pd.DataFrame, types: Mapping[str, str],
+                day: str) -> None:
+        """Log and daily tables: the rows follow every stored row."""
+        start = self._sql(f"SELECT coalesce(max(_pos) + 1, 0) FROM {table_ref(table)}")[0][0]
+        self._insert(table, schema, frame, types, start + np.arange(len(frame), dtype=np.float64), day)
+
+    def _write_state(self, table: str, schema: TableSchema, frame: pd.DataFrame, types: Mapping[str, str],
+                     day: str) -> None:
+        """Keep unchanged live rows, remove vanished ones, insert new or changed ones between their neighbours."""
+        values = ", ".join(self._select_list(schema, frame, types))
+        stored = self._live_hashes(table, schema)
+        new_h = np.empty(0, dtype=np.uint64)
+        if len(frame):
+            new_h = self._query_frame(frame, f"SELECT hash({values}) AS h FROM incoming")["h"]
+        diff = diff_rows(stored["h"], stored["_pos"], new_h)
+        if diff is None:  # order changed or a gap is exhausted: re-version every live row
+            self._sql(f"UPDATE {table_ref(table)} SET _removed = ? WHERE _removed IS NULL", [day])
+            self._insert(table, schema, frame, types, np.arange(len(frame), dtype=np.float64), day)
+            return
+        if len(diff.gone_pos):
+            self._query_frame(pd.DataFrame({"_pos": diff.gone_pos}),
+                              f"UPDATE {table_ref(table)} AS t SET _removed = ? FROM incoming "
+                              "WHERE t._removed IS NULL AND t._pos = incoming._pos", [day])
+        self._insert(table, schema, frame.iloc[diff.new_rows], types, diff.new_pos, day)
+
+    def _live_hashes(self, table: str, schema: TableSchema) -> dict[str, np.ndarray]:
+        """Row hashes and positions of a state table's live rows, in order."""
+        columns = ", ".join(quote(n) for n in schema.names)
+        return self._con.execute(
+            f"SELECT hash({columns}) AS h, _pos FROM {table_ref(table)} WHERE _removed IS NULL ORDER BY _pos"
+        ).fetchnumpy()
+
+    # --- transactions and export --------------------------------------------------------------------------------------
+    def _require_transaction(self) -> None:
+        if not self._in_transaction:
+            raise RuntimeError("writes need an open transaction: use `with store.transaction():`")
+
+    def _rollback(self) -> None:
+        try:
+            self._sql("ROLLBACK")
+        except duckdb.TransactionException:  # a failed COMMIT already ended the transaction
+            pass
+
+    def _generation(self) -> int:
+        return self._sql("SELECT value FROM generation")[0][0]
+
+    def _marker(self) -> dict:
+        try:
+            return json.loads((self.output_dir / MARKER_NAME).read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def _exported_generation(self) -> int | None:
+        return self._marker().get("generation")
+
+    def _export(self) -> None:
+        """Rewrite every exported CSV atomically, delete those of dropped tables, then record the generation."""
+        tables = [t for t in self._tables() if not t.startswith("_")]
+        for table in tables:
+            frame = self.current(table)
+            write_atomic(self.output_dir / f"{table}.csv", lambda handle: frame.to_csv(handle, index=False))
+        for dropped in set(self._marker().get("tables", [])) - set(tables):
+            if TABLE_NAME.fullmatch(dropped):
+                (self.output_dir / f"{dropped}.csv").unlink(missing_ok=True)
+        marker = json.dumps({"generation": self._generation(), "tables": tables})
+        write_atomic(self.output_dir / MARKER_NAME, lambda handle: handle.write(marker + "\n"))
+        fsync_dir(self.output_dir)
