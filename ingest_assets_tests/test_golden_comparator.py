@@ -18,8 +18,17 @@ ROW_B = ["2", "7.25", "0.0", "0.0", "9.5", "0.0",
          "jw01234-o002_t2_nircam_clear-f090w", "1000.0", "2025-06-01", "jw01234-o002_t001_nircam_clear-f090w"]
 ROW_C = ["4", "3.0", "3.0", "0.25", "5.0", "0.25",
          "jw01234-o003_t1x0_nircam_clear-f444w", "2000.0", "2025-06-01", "jw01234-o003_t001_nircam_clear-f444w"]
-NO_PRIORS = {"prior_rows_in_df": 0}
-PRIORS = {"prior_rows_in_df": 4}
+DAY = "2025-06-01"
+
+
+def run_record(date: str = DAY, *, priors: int = 0, rows: int = 40, matched: tuple[str, ...] = ()) -> dict:
+    """The run.json fields the comparator reads; `matched` defaults to the products of ROW_A/B/C."""
+    products = matched or tuple(r[-1] for r in (ROW_A, ROW_B, ROW_C))
+    return {"date": date, "prior_rows_in_df": priors, "df_rows_final": rows, "l3_matched": list(products)}
+
+
+NO_PRIORS = run_record()
+PRIORS = run_record(priors=4)
 REM_HEADER = ("NEXPOSUR", "Dataset")
 
 
@@ -116,13 +125,98 @@ def test_row_order_counts_only_where_the_reference_is_stable(tmp_path):
     assert compare_train(tmp_path, many, many[::-1]) == []
 
 
+def write_day(exp_root: Path, run: dict, name: str, header: tuple[str, ...], rows: list[list[str]]) -> Path:
+    """One reference day folder `after-<date>` with its run.json and one output file."""
+    day_dir = exp_root / f"after-{run['date']}"
+    write_csv(day_dir / name, header, rows)
+    (day_dir / "run.json").write_text(json.dumps(run))
+    return day_dir
+
+
 def test_priors_of_an_earlier_day_make_the_order_unstable(tmp_path):
-    for day, priors in (("after-2025-06-01", 3), ("after-2025-06-02", 0)):
-        write_csv(tmp_path / "exp" / day / TRAIN, HEADER, [ROW_A, ROW_B])
-        (tmp_path / "exp" / day / "run.json").write_text(json.dumps({"prior_rows_in_df": priors}))
+    write_day(tmp_path / "exp", run_record("2025-06-01", priors=3), TRAIN, HEADER, [ROW_A, ROW_B])
+    second = run_record("2025-06-02")
+    day_dir = write_day(tmp_path / "exp", second, TRAIN, HEADER, [ROW_A, ROW_B])
     write_csv(tmp_path / "act" / TRAIN, HEADER, [ROW_B, ROW_A])
-    diffs = compare_outputs(tmp_path / "exp" / "after-2025-06-02", tmp_path / "act",
-                            previous_expected_dir=tmp_path / "exp" / "after-2025-06-01", run={"prior_rows_in_df": 0})
+    diffs = compare_outputs(day_dir, tmp_path / "act", previous_expected_dir=tmp_path / "exp" / "after-2025-06-01",
+                            run=second)
+    assert diffs == []
+
+
+def compare_one(tmp_path: Path, name: str, header: tuple[str, ...], expected: dict[str, str],
+                actual: dict[str, str], run: dict) -> list[str]:
+    write_csv(tmp_path / "exp" / name, header, [[expected[c] for c in header]])
+    write_csv(tmp_path / "act" / name, header, [[actual[c] for c in header]])
+    return compare_outputs(tmp_path / "exp", tmp_path / "act", previous_expected_dir=None, run=run)
+
+
+RAW_IMAGE = {"NEXPOSUR": "3", "CRVAL1": "150.1", "GS_MAG": "14.2", "targ_offset": "8.5", "t_offset": "8.5",
+             "max_offset": "12.5", "dname": "jw01234-o001_t1_nircam_clear-f200w", "date": DAY, "Dataset": ROW_A[-1]}
+RAW_FGS = {"DETECTOR": "GUIDER1", "TARG_RA": "10.5", "NEXPOSUR": "3", "imagesize": "1000", "date": DAY,
+           "Dataset": ROW_A[-1]}
+TRAIN_FGS = {"detector": "1", "numdthpt": "4", "nexposur": "3", "dname": "jw01234-o001_t1_fgs_", "imagesize": "1000",
+             "date": DAY, "Dataset": ROW_A[-1]}
+TRAINING = {"GS_MAG": "14.2", "date": DAY, "Dataset": ROW_A[-1]}
+TRAIN_IMAGE = dict(zip(HEADER, ROW_A))
+FIRST_EXPOSURE_CASES = [  # file, row, a column taken from the first exposure, an order-independent column
+    ("raw-image.csv", RAW_IMAGE, "CRVAL1", "max_offset"),
+    ("raw-image.csv", RAW_IMAGE, "GS_MAG", "NEXPOSUR"),
+    ("raw-image.csv", RAW_IMAGE, "targ_offset", "max_offset"),
+    ("raw-image.csv", RAW_IMAGE, "t_offset", "max_offset"),
+    ("raw-fgs.csv", RAW_FGS, "DETECTOR", "NEXPOSUR"),
+    ("raw-fgs.csv", RAW_FGS, "TARG_RA", "imagesize"),
+    ("train-fgs.csv", TRAIN_FGS, "detector", "nexposur"),
+    ("train-fgs.csv", TRAIN_FGS, "numdthpt", "imagesize"),
+    (TRAIN, TRAIN_IMAGE, "targ_max_offset", "max_offset"),
+    (TRAIN, TRAIN_IMAGE, "targ_frac", "frac"),
+]
+
+
+def changed(row: dict[str, str], column: str) -> dict[str, str]:
+    return {**row, column: "9" + row[column]}
+
+
+@pytest.mark.parametrize(("name", "row", "first", "other"), FIRST_EXPOSURE_CASES)
+def test_first_exposure_columns_are_free_only_after_an_unstable_sort(tmp_path, name, row, first, other):
+    header = tuple(row)
+    unstable = run_record(priors=4, rows=17)
+    assert compare_one(tmp_path, name, header, row, changed(row, first), unstable) == []
+    for stable in (NO_PRIORS, run_record(priors=4, rows=16)):
+        diffs = compare_one(tmp_path, name, header, row, changed(row, first), stable)
+        assert len(diffs) == 1 and first in diffs[0]
+    diffs = compare_one(tmp_path, name, header, row, changed(row, other), unstable)
+    assert len(diffs) == 1 and other in diffs[0]
+
+
+def test_first_exposure_columns_of_other_files_stay_compared(tmp_path):
+    diffs = compare_one(tmp_path, "training.csv", tuple(TRAINING), TRAINING, changed(TRAINING, "GS_MAG"), PRIORS)
+    assert len(diffs) == 1 and "GS_MAG" in diffs[0]
+
+
+def test_rows_built_on_an_earlier_stable_day_stay_compared(tmp_path):
+    row_b = with_value(ROW_B, "date", "2025-06-02")
+    first = run_record("2025-06-01", matched=(ROW_A[-1],))
+    second = run_record("2025-06-02", priors=5, matched=(ROW_B[-1],))
+    write_day(tmp_path / "exp", first, TRAIN, HEADER, [ROW_A])
+    day_dir = write_day(tmp_path / "exp", second, TRAIN, HEADER, [ROW_A, row_b])
+    actual = [with_value(r, "targ_max_offset", "99.0") for r in (ROW_A, row_b)]
+    write_csv(tmp_path / "act" / TRAIN, HEADER, actual)
+    diffs = compare_outputs(day_dir, tmp_path / "act", previous_expected_dir=tmp_path / "exp" / "after-2025-06-01",
+                            run=second)
+    assert len(diffs) == 1 and ROW_A[-1] in diffs[0] and "targ_max_offset" in diffs[0]
+
+
+@pytest.mark.parametrize("date", ["2025-06-01", "2025-05-30"], ids=["stable-day-of-a-prior-l3", "day-never-ingested"])
+def test_row_dated_outside_its_stable_matching_day_is_relaxed(tmp_path, date):
+    """A prior L3 keeps its earlier date, a repro rewrite moves it: neither says when the product was built."""
+    row = with_value(ROW_A, "date", date)
+    first = run_record("2025-06-01", matched=(ROW_C[-1],))
+    second = run_record("2025-06-02", priors=5, matched=(ROW_A[-1],))
+    write_day(tmp_path / "exp", first, TRAIN, HEADER, [ROW_C])
+    day_dir = write_day(tmp_path / "exp", second, TRAIN, HEADER, [ROW_C, row])
+    write_csv(tmp_path / "act" / TRAIN, HEADER, [ROW_C, with_value(row, "targ_max_offset", "99.0")])
+    diffs = compare_outputs(day_dir, tmp_path / "act", previous_expected_dir=tmp_path / "exp" / "after-2025-06-01",
+                            run=second)
     assert diffs == []
 
 

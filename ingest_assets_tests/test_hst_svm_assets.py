@@ -44,14 +44,16 @@ GOLDEN = {
 DATA_ASSETS = [hst_svm.svm_qa_harvest, hst_svm.svm_features_raw, hst_svm.svm_features]
 
 
-def materialize_visit(root: Path, instance: dg.DagsterInstance, visit: str, draw: bool = False, **resource_kw):
-    """Register `visit` and run the per-visit assets (images only when `draw`)."""
+def materialize_visit(root: Path, instance: dg.DagsterInstance, visit: str, draw: bool = False, figsize: float = 24,
+                      **resource_kw):
+    """Register `visit` and run the per-visit assets (images only when `draw`, on a `figsize` inch canvas)."""
     if not instance.has_dynamic_partition("hst_svm_visit", visit):
         instance.add_dynamic_partitions("hst_svm_visit", [visit])
     selection = [*DATA_ASSETS, hst_svm.svm_mosaic_images] if draw else DATA_ASSETS
+    config = dg.RunConfig(ops={"svm_mosaic_images": hst_svm.DrawConfig(figsize=figsize)} if draw else {})
     return dg.materialize([*hst_svm.VISIT_ASSETS, hst_svm.images_present_and_readable], selection=selection,
                           partition_key=visit, resources=svm_resources(root, **resource_kw), instance=instance,
-                          raise_on_error=False)
+                          raise_on_error=False, run_config=config)
 
 
 def materialize_training_sets(root: Path, instance: dg.DagsterInstance):
@@ -212,7 +214,7 @@ def test_reingest_is_idempotent_and_drops_images_of_removed_products(tmp_path):
     instance = dg.DagsterInstance.ephemeral()
     folder = build_visit(tmp_path / "inbox", VARIANTS["ic0k05"])
     out = tmp_path / "out"
-    assert materialize_visit(tmp_path, instance, "ic0k05", draw=True).success
+    assert materialize_visit(tmp_path, instance, "ic0k05", draw=True, figsize=4).success
     first = {p: p.read_bytes() for p in out.glob("svm_*/*.csv")}
     assert materialize_visit(tmp_path, instance, "ic0k05").success
     assert {p: p.read_bytes() for p in out.glob("svm_*/*.csv")} == first
@@ -221,7 +223,7 @@ def test_reingest_is_idempotent_and_drops_images_of_removed_products(tmp_path):
 
     for path in folder.glob("*_uvis_total_ic0k05*"):
         path.unlink()
-    assert materialize_visit(tmp_path, instance, "ic0k05", draw=True).success
+    assert materialize_visit(tmp_path, instance, "ic0k05", draw=True, figsize=4).success
     assert sorted(p.name for p in (out / "img").iterdir()) == ["hst_12500_05_wfc3_ir_total_ic0k05"]
     materialize_training_sets(tmp_path, instance)
     assert list(pd.read_csv(out / "preprocessed.csv")["index"]) == ["hst_12500_05_wfc3_ir_total_ic0k05"]

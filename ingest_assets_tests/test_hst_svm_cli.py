@@ -43,7 +43,7 @@ def test_every_complete_visit_is_ingested_and_combined(tmp_path, inbox, capsys):
 def test_one_visit_by_path_with_images(tmp_path, inbox, capsys):
     folder = build_visit(inbox, VARIANTS["ibl738"])
     build_visit(inbox, VARIANTS["j96029"])
-    assert run(tmp_path, "-z", str(folder)) == 0
+    assert run(tmp_path, "-z", str(folder), "--figsize", "4") == 0
     assert list(lines(capsys)) == ["ibl738", "training sets"]
     assert len(list((tmp_path / "out" / "img" / "hst_12286_38_wfc3_ir_total_ibl738").glob("*.png"))) == 3
 

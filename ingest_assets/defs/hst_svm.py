@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -149,6 +150,11 @@ def result(name: str, passed: bool, warn: bool = False, **metadata: object) -> d
                                metadata={k: dg.MetadataValue.json(v) for k, v in metadata.items()})
 
 
+def arrival(folder: Path) -> str:
+    """When a visit folder last changed, as an ISO UTC timestamp."""
+    return datetime.fromtimestamp(folder.stat().st_mtime, tz=timezone.utc).isoformat(timespec="seconds")
+
+
 def csv_metadata(frame: pd.DataFrame, path: Path) -> dict[str, object]:
     """Row count, path and a preview of a written table."""
     preview = scrub.with_index_column(frame).head(10).to_markdown(index=False)
@@ -175,7 +181,7 @@ def svm_qa_harvest(context: dg.AssetExecutionContext, config: HarvestConfig, hst
         frame = harvest.harvest_frame(files, visit)
     path = outputs.write_csv(frame, hst_svm_storage.asset_csv("svm_qa_harvest", visit))
     yield dg.Output(frame, metadata=csv_metadata(frame, path) | harvest.provenance(files) | {
-        "json_files": len(files), "visit_mtime": folder.stat().st_mtime})
+        "json_files": len(files), "visit_arrival": arrival(folder)})
     expected = {product_index(p, visit) for p in total_products(folder)}
     got = set(frame.index)
     yield result("one_row_per_total_product", expected == got, missing=sorted(expected - got),
@@ -183,6 +189,7 @@ def svm_qa_harvest(context: dg.AssetExecutionContext, config: HarvestConfig, hst
     incomplete = scrub.missing_required(frame)
     yield result("required_fields_present", not incomplete, incomplete=incomplete)
     short = scrub.short_names(frame)
+    short = short.loc[:, ~short.columns.duplicated()]
     no_gaia = sorted(frame.index[short[GAIA_FIELD].isna()] if GAIA_FIELD in short else frame.index)
     yield result("gaia_count_present", not no_gaia, warn=True, set_to_zero=no_gaia)
 
@@ -316,7 +323,7 @@ hst_svm_training_sets_job = dg.define_asset_job(
 )
 
 
-@dg.sensor(job=hst_svm_visit_job, minimum_interval_seconds=10, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(job=hst_svm_visit_job, minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)
 def hst_svm_visit_sensor(context: dg.SensorEvaluationContext, hst_svm_storage: SvmStorage) -> dg.SensorResult:
     """Register and ingest complete, settled visit dirs of the inbox; re-ingest a visit whose files changed."""
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}

@@ -36,15 +36,16 @@ def pixel_geometry(exp: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarra
     scale[miri] = np.where(exp.loc[miri, "EXP_TYPE"] == "MIR_MRS", MIRI_SCALES["MIR_MRS"], MIRI_SCALES["GEN"])
     other = ~nircam & ~miri
     scale[other] = instr[other].map(PIXEL_SCALES)
-    shape = instr.map(DETECTOR_SHAPES)
-    bad = scale.isna() | shape.isna()
+    nx = instr.map({k: v[0] for k, v in DETECTOR_SHAPES.items()})
+    ny = instr.map({k: v[1] for k, v in DETECTOR_SHAPES.items()})
+    bad = scale.isna() | nx.isna()
     if bad.any():
         row = exp.loc[bad].iloc[0]
         raise IngestError(
             f"exposure {row['dname']}: no pixel scale/shape for INSTRUME {row['INSTRUME']!r} with CHANNEL "
             f"{row['CHANNEL']!r} (NIRCam needs CHANNEL SHORT or LONG)"
         )
-    return scale.to_numpy(float), shape.str[0].to_numpy(float), shape.str[1].to_numpy(float)
+    return scale.to_numpy(float), nx.to_numpy(float), ny.to_numpy(float)
 
 
 def _join_segments(values: pd.Series, groups: pd.Series) -> pd.Series:

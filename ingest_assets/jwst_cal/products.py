@@ -43,8 +43,24 @@ def _present(values: pd.Series, missing=NANVALS) -> pd.Series:
     return text.where(~text.isin(missing), "")
 
 
+NAMING_KEYS = ("PROGRAM", "OBSERVTN", "INSTRUME", "FILTER", "PUPIL", "GRATING", "SUBARRAY", "FXD_SLIT", "EXP_TYPE",
+               "VISITYPE", "TSOVISIT", "DETECTOR", "CHANNEL", "BAND")
+
+
 def name_products(exp: pd.DataFrame, tnum: pd.Series) -> pd.DataFrame:
-    """Constructed product name and bucket per exposure (both NaN for exposures that form no product)."""
+    """Constructed product name and bucket per exposure (both NaN for exposures that form no product).
+
+    Names depend only on a few columns, so they are built once per distinct combination and joined back.
+    """
+    keys = exp[[k for k in NAMING_KEYS if k in exp]].astype(str).assign(tnum=tnum.to_numpy())
+    distinct = keys.drop_duplicates()
+    named = _name_distinct(distinct, distinct["tnum"])
+    named = pd.concat([distinct, named], axis=1)
+    joined = keys.merge(named, on=list(keys.columns), how="left")
+    return joined[["name", "bucket"]].set_axis(exp.index)
+
+
+def _name_distinct(exp: pd.DataFrame, tnum: pd.Series) -> pd.DataFrame:
     fltr, pupil, grating = _present(exp["FILTER"]), _present(exp["PUPIL"]), _present(exp["GRATING"])
     sub = ("-" + exp["SUBARRAY"].astype(str)).where(~exp["SUBARRAY"].astype(str).isin(SUBNAN), "")
     base = "jw" + exp["PROGRAM"] + "-o" + exp["OBSERVTN"] + "_" + tnum + "_" + exp["INSTRUME"].astype(str) + "_"

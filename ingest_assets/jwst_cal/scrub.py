@@ -39,24 +39,31 @@ class ScrubbedDrop:
         return int(is_level3(self.science["dag"]).sum()) if len(self.science) else 0
 
 
+def _by_value(dag: pd.Series, rule) -> pd.Series:
+    """Apply a rule to each distinct DagNodeName once (a drop has a handful) and map it onto the rows."""
+    values = pd.unique(dag)
+    return dag.map(dict(zip(values, (rule(str(v)) for v in values)))).astype(bool)
+
+
 def is_level1(dag: pd.Series) -> pd.Series:
     """L1 rows: the DagNodeName contains a '1'."""
-    return dag.astype(str).str.contains("1", regex=False)
+    return _by_value(dag, lambda v: "1" in v)
 
 
 def is_level3(dag: pd.Series) -> pd.Series:
     """L3 rows: the DagNodeName contains a '3' and is not a memory estimate."""
-    text = dag.astype(str)
-    return text.str.contains("3", regex=False) & ~text.str.contains("MEMORY", regex=False)
+    return _by_value(dag, lambda v: "3" in v and "MEMORY" not in v)
 
 
 def join_params(frame: pd.DataFrame, keys: tuple[str, ...]) -> pd.Series:
-    """'-'-join of the keys' values, skipping values whose text is in FALSEVALS."""
-    joined = pd.Series("", index=frame.index, dtype=object)
+    """'-'-join of the keys' values, skipping values whose text is in FALSEVALS (built once per distinct key set)."""
+    text = frame[list(keys)].astype(str).astype(object)
+    distinct = text.drop_duplicates()
+    joined = pd.Series("", index=distinct.index, dtype=object)
     for key in keys:
-        text = frame[key].astype(str)
-        joined = joined + np.where(text.isin(FALSEVALS), "", "-" + text)
-    return joined.str[1:]
+        joined = joined + np.where(distinct[key].isin(FALSEVALS), "", "-" + distinct[key])
+    distinct = distinct.assign(params=joined.str[1:])
+    return text.merge(distinct, on=list(keys), how="left")["params"].set_axis(frame.index)
 
 
 def scrub_drop(drop: pd.DataFrame, day: dt.date, file: str) -> ScrubbedDrop:
@@ -103,8 +110,9 @@ def scrub_drop(drop: pd.DataFrame, day: dt.date, file: str) -> ScrubbedDrop:
 
 def _program_ids(dname: pd.Series, file: str) -> pd.Series:
     """The program number of each name (`jw01234...` -> 1234); a name without one is an input error."""
-    pid = pd.to_numeric(dname.str[2:7], errors="coerce")
-    bad = pid.isna() | ~dname.str[2:7].str.fullmatch(r"\d{5}").fillna(False).astype(bool)
+    digits = dname.str.slice(2, 7)
+    pid = pd.to_numeric(digits, errors="coerce")
+    bad = pid.isna() | (digits.str.len() != 5)
     if bad.any():
         first = bad.idxmax()
         raise DropError(Path(file), int(first) + 2, "Dataset",

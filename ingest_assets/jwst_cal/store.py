@@ -32,12 +32,15 @@ DB_NAME = "jwst-cal.duckdb"
 MARKER_NAME = ".jwst-cal-export"
 TMP_PREFIX = ".jwst-cal-tmp-"
 DATA_SCHEMA = "data"
-KINDS = ("state", "log", "daily")
 ROW_COLS = ("_added", "_removed", "_pos")
 MIN_GAP = 1e-6  # smallest spacing of new positions inside a gap before renumbering
 TABLE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 DOUBLE, BIGINT, BOOLEAN, VARCHAR = "DOUBLE", "BIGINT", "BOOLEAN", "VARCHAR"
-INFERRED_TYPES = {"boolean": BOOLEAN, "integer": BIGINT, "floating": DOUBLE, "mixed-integer-float": DOUBLE}
+# How DuckDB sees incoming pandas columns -> stored type; None: every value is missing (an object column of NaN).
+SCAN_TYPES = {
+    "DOUBLE": DOUBLE, "FLOAT": DOUBLE, "BIGINT": BIGINT, "INTEGER": BIGINT, "SMALLINT": BIGINT, "TINYINT": BIGINT,
+    "UINTEGER": BIGINT, "USMALLINT": BIGINT, "UTINYINT": BIGINT, "BOOLEAN": BOOLEAN, "VARCHAR": VARCHAR, '"NULL"': None,
+}
 META_DDL = (
     "CREATE TABLE IF NOT EXISTS schemas (tbl VARCHAR, day VARCHAR, kind VARCHAR, columns VARCHAR)",
     "CREATE TABLE IF NOT EXISTS ledger (day VARCHAR, report VARCHAR)",
@@ -84,7 +87,11 @@ def table_ref(table: str) -> str:
 
 def check_day(day: str) -> None:
     """Days are ISO dates 'YYYY-MM-DD' (they compare as text)."""
-    if not isinstance(day, str) or len(day) != 10 or date.fromisoformat(day).isoformat() != day:
+    try:
+        valid = date.fromisoformat(day).isoformat() == day
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
         raise ValueError(f"day must be 'YYYY-MM-DD', got {day!r}")
 
 
@@ -103,22 +110,6 @@ def check_frame(table: str, frame: pd.DataFrame) -> None:
         raise ValueError(f"{table}: rows without columns")
 
 
-def column_type(values: pd.Series) -> str:
-    """DuckDB type of an incoming column: float -> DOUBLE, int -> BIGINT, bool -> BOOLEAN, text -> VARCHAR."""
-    dtype = values.dtype
-    if dtype == object:
-        return INFERRED_TYPES.get(pd.api.types.infer_dtype(values, skipna=True), VARCHAR)
-    if pd.api.types.is_bool_dtype(dtype):
-        return BOOLEAN
-    if pd.api.types.is_integer_dtype(dtype):
-        return BIGINT
-    if pd.api.types.is_float_dtype(dtype):
-        return DOUBLE
-    if pd.api.types.is_string_dtype(dtype):
-        return VARCHAR
-    raise TypeError(f"column {values.name!r}: unsupported dtype {dtype}")
-
-
 def widen(stored: str, incoming: str) -> str:
     """Common type of two column types: BIGINT and DOUBLE give DOUBLE, any other mix gives VARCHAR."""
     if stored == incoming:
@@ -126,7 +117,7 @@ def widen(stored: str, incoming: str) -> str:
     return DOUBLE if {stored, incoming} == {BIGINT, DOUBLE} else VARCHAR
 
 
-def cast_expr(expr: str, source: str, target: str) -> str:
+def cast_expr(expr: str, source: str | None, target: str) -> str:
     """SQL converting `expr` from `source` to `target`; booleans become 'True'/'False' text as pandas writes them."""
     if source == target:
         return expr
@@ -142,20 +133,21 @@ def insert_position(order: list[str], preceding: list[str]) -> int:
 
 
 def evolve_columns(columns: tuple[tuple[str, str], ...], frame: pd.DataFrame,
-                   types: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+                   types: Mapping[str, str | None]) -> tuple[tuple[str, str], ...]:
     """Columns after `frame` is written: types widened, new columns placed after their incoming predecessor.
 
-    A column that is entirely missing in `frame` keeps its stored type.
+    A column that is entirely missing in `frame` keeps its stored type (a new one defaults to VARCHAR).
     """
     order = [name for name, _ in columns]
     stored = dict(columns)
     incoming = list(frame.columns)
     for i, name in enumerate(incoming):
+        typ = types[name]
         if name not in stored:
-            stored[name] = types[name]
+            stored[name] = typ or VARCHAR
             order.insert(insert_position(order, incoming[:i]), name)
-        elif types[name] != stored[name] and frame[name].notna().any():
-            stored[name] = widen(stored[name], types[name])
+        elif typ not in (None, stored[name]) and frame[name].notna().any():
+            stored[name] = widen(stored[name], typ)
     return tuple((name, stored[name]) for name in order)
 
 
@@ -172,14 +164,13 @@ def match_positions(stored_h: np.ndarray, stored_pos: np.ndarray, new_h: np.ndar
 
 
 def place_new_rows(matched: np.ndarray) -> np.ndarray | None:
-    """Positions of all rows given the kept rows' positions (NaN = new); None when a renumbering is needed.
+    """Positions of all rows given the kept rows' positions (NaN = new); None when a renumbering is needed
+    (kept rows out of order, or a gap too small).
 
     New rows go between their kept neighbours, evenly spaced; before the first kept row at -1, -2...; after the last
     at +1, +2...; none kept: 0, 1, 2...
     """
     kept = ~np.isnan(matched)
-    if np.any(np.diff(matched[kept]) <= 0):
-        return None
     series = pd.Series(matched)
     new = ~kept
     run = np.cumsum(kept)[new]  # new rows sharing a gap share a run id
@@ -282,12 +273,16 @@ class IngestStore:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self._con = connect(self.output_dir / DB_NAME)
         self._in_transaction = False
-        for statement in META_DDL:
-            self._sql(statement)
-        for stale in self.output_dir.glob(TMP_PREFIX + "*"):
-            stale.unlink()
-        if self._exported_generation() != self._generation():  # a commit whose export did not finish
-            self._export()
+        try:
+            for statement in META_DDL:
+                self._sql(statement)
+            for stale in self.output_dir.glob(TMP_PREFIX + "*"):
+                stale.unlink()
+            if self._exported_generation() != self._generation():  # a commit whose export did not finish
+                self._export()
+        except BaseException:
+            self._con.close()
+            raise
 
     def close(self) -> None:
         self._con.close()
@@ -373,7 +368,7 @@ class IngestStore:
         writers = {"state": self._write_state, "log": self._append, "daily": self._append}
         for table, kind, frame in writes:
             check_frame(table, frame)
-            types = {name: column_type(frame[name]) for name in frame.columns}
+            types = self._frame_types(frame)
             schema = self._evolve_schema(table, kind, frame, types, day)
             if schema is not None:
                 writers[kind](table, schema, frame, types, day)
@@ -391,7 +386,7 @@ class IngestStore:
     def _tables(self) -> list[str]:
         return [row[0] for row in self._sql("SELECT DISTINCT tbl FROM schemas ORDER BY tbl")]
 
-    def _evolve_schema(self, table: str, kind: str, frame: pd.DataFrame, types: Mapping[str, str],
+    def _evolve_schema(self, table: str, kind: str, frame: pd.DataFrame, types: Mapping[str, str | None],
                        day: str) -> TableSchema | None:
         """Create or alter the table for `frame`, record the new schema; None for a column-less frame of a new table."""
         old = self._schema(table)
@@ -421,6 +416,10 @@ class IngestStore:
                 self._sql(f"ALTER TABLE {ref} ADD COLUMN {quote(name)} {typ}")
             elif physical[name] != typ:
                 using = cast_expr(quote(name), physical[name], typ)
+                if widen(physical[name], typ) == physical[name]:
+                    # Narrowing back on rollback. DuckDB also converts the rows this transaction deleted (values of
+                    # the rolled-back days); those may fail and become NULL. Live rows came from `typ` and convert back.
+                    using = f"TRY_CAST({quote(name)} AS {typ})"
                 self._sql(f"ALTER TABLE {ref} ALTER COLUMN {quote(name)} SET DATA TYPE {typ} USING {using}")
 
     def _restore_table(self, table: str) -> None:
@@ -441,7 +440,17 @@ class IngestStore:
             f"SELECT {columns} FROM {table_ref(table)} WHERE {where} ORDER BY _pos", params or []).df()
         return to_pandas(frame, schema)
 
-    def _select_list(self, schema: TableSchema, frame: pd.DataFrame, types: Mapping[str, str]) -> list[str]:
+    def _frame_types(self, frame: pd.DataFrame) -> dict[str, str | None]:
+        """Stored type of each incoming column, as DuckDB scans it (float, int, bool, text; None: all missing)."""
+        if not len(frame.columns):
+            return {}
+        scanned = self._query_frame(frame, "DESCRIBE incoming")["column_type"]
+        unsupported = [f"{n}: {t}" for n, t in zip(frame.columns, scanned) if t not in SCAN_TYPES]
+        if unsupported:
+            raise TypeError(f"unsupported column types {unsupported} (float, int, bool and text only)")
+        return {name: SCAN_TYPES[t] for name, t in zip(frame.columns, scanned)}
+
+    def _select_list(self, schema: TableSchema, frame: pd.DataFrame, types: Mapping[str, str | None]) -> list[str]:
         """SQL giving each recorded column from `frame` in the stored type (NULL when the frame lacks it)."""
         return [cast_expr(quote(n), types[n], t) if n in types else f"NULL::{t}" for n, t in schema.columns]
 
@@ -453,7 +462,7 @@ class IngestStore:
         finally:
             self._con.unregister("incoming")
 
-    def _insert(self, table: str, schema: TableSchema, frame: pd.DataFrame, types: Mapping[str, str],
+    def _insert(self, table: str, schema: TableSchema, frame: pd.DataFrame, types: Mapping[str, str | None],
                 positions: np.ndarray, day: str) -> None:
         """Insert `frame`'s rows as versions added on `day` at `positions`."""
         if not len(frame):
@@ -464,13 +473,13 @@ class IngestStore:
         self._query_frame(rows, f"INSERT INTO {table_ref(table)} ({columns}, _added, _removed, _pos) "
                                 f"SELECT {values}, ?, NULL, _pos FROM incoming", [day])
 
-    def _append(self, table: str, schema: TableSchema, frame: pd.DataFrame, types: Mapping[str, str],
+    def _append(self, table: str, schema: TableSchema, frame: pd.DataFrame, types: Mapping[str, str | None],
                 day: str) -> None:
         """Log and daily tables: the rows follow every stored row."""
         start = self._sql(f"SELECT coalesce(max(_pos) + 1, 0) FROM {table_ref(table)}")[0][0]
         self._insert(table, schema, frame, types, start + np.arange(len(frame), dtype=np.float64), day)
 
-    def _write_state(self, table: str, schema: TableSchema, frame: pd.DataFrame, types: Mapping[str, str],
+    def _write_state(self, table: str, schema: TableSchema, frame: pd.DataFrame, types: Mapping[str, str | None],
                      day: str) -> None:
         """Keep unchanged live rows, remove vanished ones, insert new or changed ones between their neighbours."""
         values = ", ".join(self._select_list(schema, frame, types))

@@ -1,0 +1,133 @@
+"""`jwst-cal-ingest` end to end: real files, the real Dagster assets in process, exit codes, kills, idempotence."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from .golden import compare_outputs, golden_days
+from .jwst_rows import l1, l3, write_drop
+
+SMALL = golden_days("small-s2")
+
+
+def cli(*args: str | Path, check_code: int | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "ingest_assets.jwst_cal_cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+    if check_code is not None:
+        assert proc.returncode == check_code, proc.stdout + proc.stderr
+    return proc
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.csv"))}
+
+
+@pytest.fixture()
+def inbox(tmp_path: Path) -> Path:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    for day in SMALL:
+        shutil.copy(day.drop, folder)
+    return folder
+
+
+def test_cli_ingests_the_golden_days_like_the_reference(inbox: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    proc = cli("-i", inbox, "-o", out, "-s", check_code=1)  # day 1 leaves two L3 products unmatched, as spacekit
+    lines = [line for line in proc.stdout.splitlines() if line.endswith((".csv", "passed")) or "check" in line]
+    assert [line.split(":")[0] for line in lines] == [day.drop.name for day in SMALL]
+    assert "FAILED: jw04596-o048_t001_nircam_clear-f150w" in lines[0] and lines[1].endswith("check passed")
+    last = SMALL[-1]
+    assert compare_outputs(last.expected_dir, out, previous_expected_dir=last.previous_expected_dir, run=last.run) == []
+
+    # one call per day equals one call for all days, and a second full run changes no byte (D14)
+    per_day = tmp_path / "per-day"
+    for day in SMALL:
+        cli("-i", inbox, "-o", per_day, "-s", "-p", day.date)
+    assert snapshot(per_day) == snapshot(out)
+    cli("-i", inbox, "-o", out, "-s", check_code=1)
+    assert snapshot(per_day) == snapshot(out)
+
+
+def test_reingesting_an_earlier_day_replays_the_later_ones(inbox: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    cli("-i", inbox, "-o", out, "-p", "2025-06-0[1-3]")
+    before = snapshot(out)
+    cli("-i", inbox, "-o", out, "-p", "2025-06-02")
+    assert snapshot(out) == before
+
+
+def test_bad_drop_is_rejected_and_changes_nothing(inbox: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    cli("-i", inbox, "-o", out, "-p", "2025-06-01")
+    before = snapshot(out)
+    bad = inbox / "2025-06-02_153.csv"
+    text = bad.read_text().splitlines()
+    header = text[0].split(",")
+    col = header.index("CRVAL1")
+    row = text[3].split(",")
+    row[col] = "abc"
+    text[3] = ",".join(row)
+    bad.write_text("\n".join(text) + "\n")
+    proc = cli("-i", inbox, "-o", out, "-p", "2025-06-02", check_code=2)
+    assert "2025-06-02_153.csv: line 4, column CRVAL1: 'abc' is not a number" in proc.stderr
+    assert snapshot(out) == before
+
+
+def test_wrongly_named_files_are_ignored_with_a_warning(tmp_path: Path):
+    inbox = tmp_path / "inbox"
+    write_drop(inbox, "2025-06-01", [l1("jw01234001001_02101_00001_nrca1"),
+                                     l3("jw01234-o001_t001_nircam_clear-f200w", 1.0)])
+    (inbox / "2025-06-02_154.csv").write_text("x\n")
+    proc = cli("-i", inbox, "-o", tmp_path / "out", check_code=0)
+    assert "ignoring 2025-06-02_154.csv" in proc.stderr
+    assert (tmp_path / "out" / "training.csv").exists()
+
+
+def test_save_l1_takes_no_value(tmp_path: Path):
+    proc = cli("-i", tmp_path, "-o", tmp_path, "-s", "False", check_code=2)
+    assert "unrecognized arguments: False" in proc.stderr
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    from ingest_assets.jwst_cal import store
+    where = sys.argv[1]
+    if where == "before-commit":
+        original = store.IngestStore.write_day
+        def write_day(self, *a, **k):
+            original(self, *a, **k)
+            os.kill(os.getpid(), signal.SIGKILL)
+        store.IngestStore.write_day = write_day
+    else:
+        real_replace = os.replace
+        def replace(src, dst):
+            real_replace(src, dst)
+            os.kill(os.getpid(), signal.SIGKILL)
+        store.os.replace = replace
+    from ingest_assets.jwst_cal_cli import main
+    main(sys.argv[2:])
+""")
+
+
+@pytest.mark.parametrize("where", ["before-commit", "during-export"])
+def test_a_killed_day_leaves_the_outputs_whole_and_can_be_rerun(inbox: Path, tmp_path: Path, where: str):
+    out, clean = tmp_path / "out", tmp_path / "clean"
+    cli("-i", inbox, "-o", out, "-p", "2025-06-01")
+    cli("-i", inbox, "-o", clean, "-p", "2025-06-0[12]")
+    before = snapshot(out)
+    killed = subprocess.run([sys.executable, "-c", KILLER, where, "-i", str(inbox), "-o", str(out), "-p", "2025-06-02"],
+                            capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9
+    if where == "before-commit":
+        assert snapshot(out) == before
+    assert not list(out.glob("*.tmp*")) or where == "during-export"
+    cli("-i", inbox, "-o", out, "-p", "2025-06-02")
+    assert snapshot(out) == snapshot(clean)
+    assert not [p for p in out.iterdir() if "tmp" in p.name]

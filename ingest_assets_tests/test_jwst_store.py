@@ -1,0 +1,347 @@
+"""The JWST ingest state store on real DuckDB files: per-day versions, CSV exports, rollback, crash safety."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from ingest_assets.jwst_cal.store import DB_NAME, MARKER_NAME, IngestStore, StoreLockedError
+
+REPO = Path(__file__).resolve().parents[1]
+DAYS = ("2024-03-01", "2024-03-02", "2024-03-03")
+
+
+def training(names: list[str], sizes: list) -> pd.DataFrame:
+    return pd.DataFrame({
+        "Dataset": names, "dag": "LEVEL_3", "imagesize": sizes,
+        "date": "2024-03-01", "pname": [n.upper() for n in names],
+    })
+
+
+def day_inputs(i: int) -> dict:
+    """Three days exercising appends, changes, removals, new tables, new columns and type widening."""
+    if i == 0:
+        return dict(
+            state={"training": training(["a", "b", "c", "d"], [10, 20, 30, 40]),
+                   "ingest": pd.DataFrame({"Dataset": ["l1", "l2"], "params": ["p1", "p2"]}),
+                   "_backlog": pd.DataFrame({"Dataset": ["x"], "age": [1]})},
+            log={"mosaics": pd.DataFrame({"Dataset": ["m1"], "imagesize": [5]})},
+            daily={"rem-image": pd.DataFrame({"Dataset": ["r1", "r2"], "nexposur": [2, 3]})},
+            report={"day": 1, "matched": np.int64(4)},
+        )
+    if i == 1:
+        return dict(
+            state={"training": training(["a", "b", "d", "e"], [10, 21, 40, 50]),
+                   "ingest": pd.DataFrame({"Dataset": ["l2"], "params": ["p2"]})},
+            log={"mosaics": pd.DataFrame({"Dataset": ["m2"], "imagesize": [6]}),
+                 "raw-image": pd.DataFrame({"Dataset": ["B"], "fx_ra": [0.25]})},
+            daily={"rem-image": pd.DataFrame({"Dataset": pd.Series([], dtype=object), "nexposur": pd.Series([], dtype=int)})},
+            report={"day": 2},
+        )
+    frame = training(["a", "b", "d", "e", "f"], [10, 21, 40, 50, np.nan])
+    frame.insert(2, "NEWCOL", ["n1", np.nan, np.nan, np.nan, "n5"])
+    return dict(
+        state={"training": frame},
+        log={"mosaics": pd.DataFrame({"Dataset": ["m3"], "imagesize": ["big"]})},
+        daily={"rem-image": pd.DataFrame({"Dataset": ["r9"], "nexposur": [1]})},
+        report={"day": 3},
+    )
+
+
+def assert_rows(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
+    """Equal content; text reads back as object columns of str (pandas 3 builds `str` columns)."""
+    text = [c for c in expected.columns if pd.api.types.is_string_dtype(expected[c].dtype)]
+    pd.testing.assert_frame_equal(actual, expected.astype(dict.fromkeys(text, object)))
+
+
+def write(store: IngestStore, i: int) -> None:
+    with store.transaction():
+        store.write_day(DAYS[i], **day_inputs(i))
+
+
+def exported(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.csv"))}
+
+
+def versions(folder: Path, table: str) -> pd.DataFrame:
+    """The stored row versions of a table, read from the closed store's DuckDB file."""
+    with duckdb.connect(str(folder / DB_NAME), read_only=True) as con:
+        return con.execute(f'SELECT * FROM data."{table}" ORDER BY _added, _pos').df()
+
+
+def write_days(folder: Path, store_days: list[tuple[str, dict]]) -> None:
+    with IngestStore(folder) as store:
+        for day, inputs in store_days:
+            with store.transaction():
+                store.write_day(day, **inputs)
+
+
+def state_day(frame: pd.DataFrame) -> dict:
+    return dict(state={"t": frame}, log={}, daily={}, report={})
+
+
+# --- state tables -----------------------------------------------------------------------------------------------------
+def test_state_table_keeps_unchanged_rows_and_versions_only_the_changes(tmp_path):
+    with IngestStore(tmp_path) as store:
+        write(store, 0)
+        write(store, 1)
+        day2 = day_inputs(1)["state"]["training"]
+        assert_rows(store.current("training"), day2)
+    assert (tmp_path / "training.csv").read_text() == day2.to_csv(index=False)
+
+    rows = versions(tmp_path, "training")
+    added_day2 = rows[rows["_added"] == DAYS[1]]
+    assert sorted(added_day2["Dataset"]) == ["b", "e"]  # b changed in place, e appended
+    removed = rows[rows["_removed"] == DAYS[1]]
+    assert sorted(removed["Dataset"]) == ["b", "c"]
+    live = rows[rows["_removed"].isna()].sort_values("_pos")
+    assert list(live["Dataset"]) == ["a", "b", "d", "e"]  # the changed b sits where the old b was
+
+
+def test_state_table_insertions_between_rows_and_repeated_rows(tmp_path):
+    contents = [
+        training(["a", "b", "b", "c"], [1, 2, 2, 3]),
+        training(["z", "a", "n1", "n2", "b", "b", "b", "c", "y"], [0, 1, 7, 8, 2, 2, 2, 3, 9]),
+        training(["a", "n2", "b", "c", "y"], [1, 8, 2, 3, 9]),
+    ]
+    with IngestStore(tmp_path) as store:
+        for day, frame in zip(DAYS, contents):
+            with store.transaction():
+                store.write_day(day, **state_day(frame))
+            assert_rows(store.current("t"), frame)
+            assert (tmp_path / "t.csv").read_text() == frame.to_csv(index=False)
+    rows = versions(tmp_path, "t")
+    assert sorted(rows.loc[rows["_added"] == DAYS[1], "Dataset"]) == ["b", "n1", "n2", "y", "z"]
+    assert rows.loc[rows["_added"] == DAYS[2]].empty  # the third day only removes rows
+
+
+def test_reordered_content_is_renumbered(tmp_path):
+    first = training(["a", "b", "c"], [1, 2, 3])
+    reordered = first.iloc[[2, 0, 1]].reset_index(drop=True)
+    with IngestStore(tmp_path) as store:
+        for day, frame in zip(DAYS, [first, reordered]):
+            with store.transaction():
+                store.write_day(day, **state_day(frame))
+        assert_rows(store.current("t"), reordered)
+    assert (tmp_path / "t.csv").read_text() == reordered.to_csv(index=False)
+    rows = versions(tmp_path, "t")
+    assert (rows["_added"] == DAYS[1]).sum() == 3 and (rows["_removed"] == DAYS[1]).sum() == 3
+
+
+def test_exhausted_gap_falls_back_to_renumbering(tmp_path):
+    names = ["first", "last"]
+    with IngestStore(tmp_path) as store:
+        for day in pd.date_range("2024-01-01", periods=30).strftime("%Y-%m-%d"):
+            names.insert(1, f"n{day}")  # always into the same, ever smaller gap
+            frame = training(names, list(range(len(names))))
+            with store.transaction():
+                store.write_day(day, **state_day(frame))
+            assert_rows(store.current("t"), frame)
+    rows = versions(tmp_path, "t")
+    renumbered_days = rows.groupby("_added")["Dataset"].size().loc[lambda n: n > 1].index
+    assert len(renumbered_days) >= 2  # the first day, then at least one renumbering
+
+
+# --- columns and types ------------------------------------------------------------------------------------------------
+def test_new_columns_land_after_their_predecessor(tmp_path):
+    first = pd.DataFrame({"Dataset": ["m1"], "PROGRAM": ["01234"], "date": ["2024-03-01"]})
+    second = pd.DataFrame({"LEAD": ["l"], "Dataset": ["m2"], "PROGRAM": ["05678"], "CHANNEL": ["12"],
+                           "BAND": ["SHORT"], "date": ["2024-03-02"], "Tail": [1.5]})
+    write_days(tmp_path, [(DAYS[0], dict(state={}, log={"mosaics": first}, daily={}, report={})),
+                          (DAYS[1], dict(state={}, log={"mosaics": second}, daily={}, report={}))])
+    assert (tmp_path / "mosaics.csv").read_text() == (
+        "LEAD,Dataset,PROGRAM,CHANNEL,BAND,date,Tail\n"
+        ",m1,01234,,,2024-03-01,\n"
+        "l,m2,05678,12,SHORT,2024-03-02,1.5\n"
+    )
+
+
+def test_types_widen_and_read_back_as_pandas_would_hold_them(tmp_path):
+    days = [
+        pd.DataFrame({"n": [1, 2], "flag": [True, False], "x": [1, 2], "s": ["a", "b"]}),
+        pd.DataFrame({"n": [2.5, np.nan], "flag": ["maybe", "no"], "x": [3, 4], "s": [np.nan, "c"]}),
+    ]
+    write_days(tmp_path, [(d, dict(state={}, log={"log": f}, daily={}, report={})) for d, f in zip(DAYS, days)])
+    with IngestStore(tmp_path) as store:
+        current = store.current("log")
+    expected = pd.DataFrame({
+        "n": [1.0, 2.0, 2.5, np.nan],
+        "flag": ["True", "False", "maybe", "no"],
+        "x": [1, 2, 3, 4],
+        "s": pd.Series(["a", "b", np.nan, "c"], dtype=object),
+    }).astype({"flag": object})
+    assert_rows(current, expected)
+    assert all(isinstance(v, str) for v in current["flag"]) and current["s"].dtype == object
+    missing = current["s"].iloc[2]
+    assert type(missing) is float and np.isnan(missing)  # np.nan, neither None nor pd.NA
+    assert (tmp_path / "log.csv").read_text() == "n,flag,x,s\n1.0,True,1,a\n2.0,False,2,b\n2.5,maybe,3,\n,no,4,c\n"
+
+
+def test_int_column_with_missing_values_reads_back_as_float(tmp_path):
+    first = pd.DataFrame({"k": ["a"], "v": [7]})
+    second = pd.DataFrame({"k": ["b"]})  # lacks v
+    write_days(tmp_path, [(d, dict(state={}, log={"log": f}, daily={}, report={})) for d, f in
+                          zip(DAYS, [first, second])])
+    with IngestStore(tmp_path) as store:
+        values = store.current("log")["v"]
+    assert values.dtype == np.float64 and values.iloc[0] == 7 and np.isnan(values.iloc[1])
+
+
+# --- daily and internal tables ----------------------------------------------------------------------------------------
+def test_daily_tables_export_the_latest_day_and_internal_tables_stay_internal(tmp_path):
+    with IngestStore(tmp_path) as store:
+        write(store, 0)
+        assert (tmp_path / "rem-image.csv").read_text() == "Dataset,nexposur\nr1,2\nr2,3\n"
+        write(store, 1)  # zero rows for rem-image
+        assert (tmp_path / "rem-image.csv").read_text() == "Dataset,nexposur\n"
+        with store.transaction():
+            store.write_day("2024-03-05", state={}, log={}, daily={}, report={})  # rem-image not given at all
+        assert (tmp_path / "rem-image.csv").read_text() == "Dataset,nexposur\n"
+        assert_rows(store.daily("rem-image", DAYS[0]), day_inputs(0)["daily"]["rem-image"])
+        assert_rows(store.current("_backlog"), day_inputs(0)["state"]["_backlog"])
+        assert store.days() == [DAYS[0], DAYS[1], "2024-03-05"]
+        assert store.report(DAYS[0]) == {"day": 1, "matched": 4}
+        assert store.report("2024-03-04") is None
+        assert store.current("nothing").empty and list(store.current("nothing").columns) == []
+    assert not (tmp_path / "_backlog.csv").exists()
+    assert {p.name for p in tmp_path.glob("*.csv")} == {"training.csv", "ingest.csv", "mosaics.csv",
+                                                        "raw-image.csv", "rem-image.csv"}
+
+
+# --- rollback, idempotence, atomicity ---------------------------------------------------------------------------------
+def test_rollback_and_rewrite_of_a_day_gives_byte_identical_exports(tmp_path):
+    with IngestStore(tmp_path) as store:
+        for i in range(3):
+            write(store, i)
+        before = exported(tmp_path)
+        for i in (2, 1):  # re-run the last day, then the last two days
+            with store.transaction():
+                store.rollback_from(DAYS[i])
+                for j in range(i, 3):
+                    store.write_day(DAYS[j], **day_inputs(j))
+            assert exported(tmp_path) == before
+        assert store.days() == list(DAYS)
+
+
+def test_rollback_of_several_days_restores_the_earlier_state(tmp_path):
+    with IngestStore(tmp_path) as store:
+        write(store, 0)
+        after_first = exported(tmp_path)
+        write(store, 1)
+        write(store, 2)
+        with store.transaction():
+            store.rollback_from(DAYS[1])
+        assert exported(tmp_path) == after_first  # raw-image.csv (new on day 2) is gone again
+        assert store.days() == [DAYS[0]]
+        assert store.report(DAYS[1]) is None
+        write(store, 1)  # the column added and the types widened on day 3 are gone too
+        write(store, 2)
+    fresh = tmp_path / "fresh"
+    write_days(fresh, [(DAYS[i], day_inputs(i)) for i in range(3)])
+    assert exported(tmp_path) == exported(fresh)
+
+
+def test_an_error_inside_a_transaction_changes_nothing(tmp_path):
+    with IngestStore(tmp_path) as store:
+        write(store, 0)
+        write(store, 1)
+        files = exported(tmp_path)
+        marker = (tmp_path / MARKER_NAME).read_bytes()
+        with pytest.raises(RuntimeError, match="boom"), store.transaction():
+            store.rollback_from(DAYS[0])
+            store.write_day(DAYS[0], **day_inputs(2))
+            raise RuntimeError("boom")
+        assert store.days() == [DAYS[0], DAYS[1]]
+        assert_rows(store.current("training"), day_inputs(1)["state"]["training"])
+    assert exported(tmp_path) == files and (tmp_path / MARKER_NAME).read_bytes() == marker
+    with IngestStore(tmp_path) as store:  # reopening finds the same committed state and rewrites nothing
+        assert store.days() == [DAYS[0], DAYS[1]]
+    assert exported(tmp_path) == files
+
+
+def test_invalid_writes_are_rejected(tmp_path):
+    with IngestStore(tmp_path) as store:
+        with pytest.raises(RuntimeError, match="transaction"):
+            store.write_day(DAYS[0], **day_inputs(0))
+        write(store, 0)
+        with pytest.raises(ValueError, match="roll back first"), store.transaction():
+            store.write_day(DAYS[0], **day_inputs(0))
+        with pytest.raises(ValueError, match="state table"), store.transaction():
+            store.write_day(DAYS[1], state={}, log={"training": training(["q"], [1])}, daily={}, report={})
+        with pytest.raises(ValueError, match="YYYY-MM-DD"), store.transaction():
+            store.write_day("2024-3-9", state={}, log={}, daily={}, report={})
+        with pytest.raises(TypeError, match="unsupported"), store.transaction():
+            store.write_day(DAYS[1], state={}, log={"when": pd.DataFrame({"t": pd.to_datetime(["2024-01-01"])})},
+                            daily={}, report={})
+        assert store.days() == [DAYS[0]]
+
+
+# --- processes --------------------------------------------------------------------------------------------------------
+CHILD_KILLED_IN_EXPORT = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    from ingest_assets.jwst_cal.store import IngestStore
+    from ingest_assets_tests.test_jwst_store import write
+
+    real_replace = os.replace
+
+    def replace_then_die(src, dst):
+        real_replace(src, dst)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    store = IngestStore(Path(sys.argv[1]))
+    os.replace = replace_then_die
+    write(store, 1)
+""")
+
+
+def test_a_process_killed_during_the_export_is_rolled_forward(tmp_path):
+    out, clean = tmp_path / "out", tmp_path / "clean"
+    write_days(out, [(DAYS[0], day_inputs(0))])
+    write_days(clean, [(DAYS[i], day_inputs(i)) for i in range(2)])
+    after_first = exported(out)
+
+    child = subprocess.run([sys.executable, "-c", CHILD_KILLED_IN_EXPORT, str(out)], cwd=REPO,
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    partial = exported(out)
+    changed = {name for name in partial if partial[name] != after_first.get(name)}
+    assert len(changed) == 1 and partial != exported(clean)  # killed after the first file
+
+    with IngestStore(out) as store:
+        assert store.days() == [DAYS[0], DAYS[1]]
+    assert exported(out) == exported(clean)
+    assert not [p for p in out.iterdir() if p.name.startswith(".jwst-cal-tmp")]
+
+
+CHILD_HOLDING_THE_STORE = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from ingest_assets.jwst_cal.store import IngestStore
+
+    with IngestStore(Path(sys.argv[1])):
+        print("open", flush=True)
+        sys.stdin.readline()
+""")
+
+
+def test_a_second_process_gets_a_clear_error(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", CHILD_HOLDING_THE_STORE, str(tmp_path)], cwd=REPO,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "open"
+        with pytest.raises(StoreLockedError, match="another process"):
+            IngestStore(tmp_path)
+    finally:
+        child.communicate("done\n", timeout=60)
+    with IngestStore(tmp_path) as store:  # free again once the holder has exited
+        assert store.days() == []
