@@ -87,12 +87,14 @@ def _report_day(name: str, result) -> int:
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     invalid = checks.get("drop_is_valid")
     if invalid is not None and not invalid.passed:
-        print(f"{name}: not ingested: invalid drop", file=sys.stderr)
-        print(invalid.metadata["problems"].value, file=sys.stderr)
+        for problem in invalid.metadata["problems"].value:
+            print(f"{name}: not ingested: {problem}", file=sys.stderr)
         return 2
     if not result.success and not _materialized(result, "jwst_priors"):
         for event in result.get_step_failure_events():
-            print(f"{name}: not ingested: {event.step_failure_data.error.message.strip()}", file=sys.stderr)
+            failure = event.step_failure_data
+            reason = failure.user_failure_data.description if failure.user_failure_data else failure.error.message
+            print(f"{name}: not ingested: {reason.strip()}", file=sys.stderr)
         return 2
     report = result.output_for_node("jwst_priors").report
     gate = checks["l3_match_rate_is_100pct"]

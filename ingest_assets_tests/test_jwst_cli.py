@@ -131,3 +131,33 @@ def test_a_killed_day_leaves_the_outputs_whole_and_can_be_rerun(inbox: Path, tmp
     cli("-i", inbox, "-o", out, "-p", "2025-06-02")
     assert snapshot(out) == snapshot(clean)
     assert not [p for p in out.iterdir() if "tmp" in p.name]
+
+
+def test_each_kind_of_bad_drop_fails_only_its_own_day(tmp_path: Path):
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    good = [l1("jw01234001001_02101_00001_nrca1"), l3("jw01234-o001_t001_nircam_clear-f200w", 1.0)]
+    write_drop(inbox, "2025-06-01", good)
+    (inbox / "2025-06-02_153.csv").write_text("")
+    (inbox / "2025-06-03_154.csv").write_bytes(bytes(range(256)) * 4)
+    header = write_drop(inbox, "2025-06-04", good).read_text().splitlines()[0]
+    (inbox / "2025-06-04_155.csv").write_text(header + "\n")
+    dup = write_drop(inbox, "2025-06-05", good)
+    dup.write_text(dup.read_text().replace("PUPIL", "FILTER", 1))
+    not_numeric = write_drop(inbox, "2025-06-06", good)
+    not_numeric.write_text(not_numeric.read_text().replace(",15.5,", ",bright,"))
+    proc = cli("-i", inbox, "-o", out, check_code=2)
+    assert proc.stdout.startswith("2025-06-01_152.csv: rows 2")
+    for name, reason in [("2025-06-02_153.csv", "empty"), ("2025-06-03_154.csv", "line"),
+                         ("2025-06-04_155.csv", "no data rows"), ("2025-06-05_156.csv", "column FILTER"),
+                         ("2025-06-06_157.csv", "column GS_MAG")]:
+        line = next(line for line in proc.stderr.splitlines() if name in line)
+        assert reason in line, proc.stderr
+    assert len((out / "training.csv").read_text().splitlines()) == 2
+
+
+def test_definitions_validate_from_the_workspace():
+    proc = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w",
+                           "workspace.yaml"], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).parent.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert "Validation successful for code location ingest_assets" in proc.stdout + proc.stderr

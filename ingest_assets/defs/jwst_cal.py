@@ -52,10 +52,6 @@ def _failure(err: Exception, **metadata) -> dg.Failure:
     return dg.Failure(description=str(err), metadata=metadata)
 
 
-def _problems_markdown(problems: list[DropError]) -> str:
-    return "\n".join(f"- {p}" for p in problems) or "none"
-
-
 @dg.asset(
     partitions_def=daily_partitions, group_name=GROUP, io_manager_key=IO_MANAGER, kinds={"csv", "pandas"},
     check_specs=[dg.AssetCheckSpec(
@@ -81,7 +77,7 @@ def jwst_raw_drop(context: dg.AssetExecutionContext, jwst_cal_paths: JwstCalPath
     })
     yield dg.AssetCheckResult(
         check_name="drop_is_valid", passed=not problems, severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"problems": dg.MetadataValue.md(_problems_markdown(problems)), "n_problems": len(problems)},
+        metadata={"problems": dg.MetadataValue.json([str(p) for p in problems]), "n_problems": len(problems)},
     )
 
 
