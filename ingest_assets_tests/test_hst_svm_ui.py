@@ -68,6 +68,9 @@ def test_a_dropped_visit_is_ingested_by_the_sensor(tmp_path):
     home, inbox, out = tmp_path / "dagster_home", tmp_path / "inbox", tmp_path / "out"
     for folder in (home, inbox, tmp_path / "jwst" / "inbox"):
         folder.mkdir(parents=True)
+    # the project's instance settings (as `make ui` installs them), with the run queue polled every second
+    (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text()
+                                       + "\nrun_queue:\n  dequeue_interval_seconds: 1\n")
     env = os.environ | {
         "DAGSTER_HOME": str(home), "HST_SVM_INBOX": str(inbox), "HST_SVM_OUTPUT": str(out),
         "HST_SVM_SETTLE_SECONDS": "1", "HST_SVM_MAST_TABLE": str(write_category_table(tmp_path / "mast.csv")),
