@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -30,31 +29,32 @@ def training(names: list[str], sizes: list) -> pd.DataFrame:
 def day_inputs(i: int) -> dict:
     """Three days exercising appends, changes, removals, new tables, new columns and type widening."""
     if i == 0:
-        return dict(
-            state={"training": training(["a", "b", "c", "d"], [10, 20, 30, 40]),
-                   "ingest": pd.DataFrame({"Dataset": ["l1", "l2"], "params": ["p1", "p2"]}),
-                   "_backlog": pd.DataFrame({"Dataset": ["x"], "age": [1]})},
-            log={"mosaics": pd.DataFrame({"Dataset": ["m1"], "imagesize": [5]})},
-            daily={"rem-image": pd.DataFrame({"Dataset": ["r1", "r2"], "nexposur": [2, 3]})},
-            report={"day": 1, "matched": np.int64(4)},
-        )
+        return {
+            "state": {"training": training(["a", "b", "c", "d"], [10, 20, 30, 40]),
+                      "ingest": pd.DataFrame({"Dataset": ["l1", "l2"], "params": ["p1", "p2"]}),
+                      "_backlog": pd.DataFrame({"Dataset": ["x"], "age": [1]})},
+            "log": {"mosaics": pd.DataFrame({"Dataset": ["m1"], "imagesize": [5]})},
+            "daily": {"rem-image": pd.DataFrame({"Dataset": ["r1", "r2"], "nexposur": [2, 3]})},
+            "report": {"day": 1, "matched": np.int64(4)},
+        }
     if i == 1:
-        return dict(
-            state={"training": training(["a", "b", "d", "e"], [10, 21, 40, 50]),
-                   "ingest": pd.DataFrame({"Dataset": ["l2"], "params": ["p2"]})},
-            log={"mosaics": pd.DataFrame({"Dataset": ["m2"], "imagesize": [6]}),
-                 "raw-image": pd.DataFrame({"Dataset": ["B"], "fx_ra": [0.25]})},
-            daily={"rem-image": pd.DataFrame({"Dataset": pd.Series([], dtype=object), "nexposur": pd.Series([], dtype=int)})},
-            report={"day": 2},
-        )
+        return {
+            "state": {"training": training(["a", "b", "d", "e"], [10, 21, 40, 50]),
+                      "ingest": pd.DataFrame({"Dataset": ["l2"], "params": ["p2"]})},
+            "log": {"mosaics": pd.DataFrame({"Dataset": ["m2"], "imagesize": [6]}),
+                    "raw-image": pd.DataFrame({"Dataset": ["B"], "fx_ra": [0.25]})},
+            "daily": {"rem-image": pd.DataFrame({"Dataset": pd.Series([], dtype=object),
+                                                 "nexposur": pd.Series([], dtype=int)})},
+            "report": {"day": 2},
+        }
     frame = training(["a", "b", "d", "e", "f"], [10, 21, 40, 50, np.nan])
     frame.insert(2, "NEWCOL", ["n1", np.nan, np.nan, np.nan, "n5"])
-    return dict(
-        state={"training": frame},
-        log={"mosaics": pd.DataFrame({"Dataset": ["m3"], "imagesize": ["big"]})},
-        daily={"rem-image": pd.DataFrame({"Dataset": ["r9"], "nexposur": [1]})},
-        report={"day": 3},
-    )
+    return {
+        "state": {"training": frame},
+        "log": {"mosaics": pd.DataFrame({"Dataset": ["m3"], "imagesize": ["big"]})},
+        "daily": {"rem-image": pd.DataFrame({"Dataset": ["r9"], "nexposur": [1]})},
+        "report": {"day": 3},
+    }
 
 
 def assert_rows(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
@@ -86,7 +86,11 @@ def write_days(folder: Path, store_days: list[tuple[str, dict]]) -> None:
 
 
 def state_day(frame: pd.DataFrame) -> dict:
-    return dict(state={"t": frame}, log={}, daily={}, report={})
+    return {"state": {"t": frame}, "log": {}, "daily": {}, "report": {}}
+
+
+def log_day(table: str, frame: pd.DataFrame) -> dict:
+    return {"state": {}, "log": {table: frame}, "daily": {}, "report": {}}
 
 
 # --- state tables -----------------------------------------------------------------------------------------------------
@@ -156,8 +160,7 @@ def test_new_columns_land_after_their_predecessor(tmp_path):
     first = pd.DataFrame({"Dataset": ["m1"], "PROGRAM": ["01234"], "date": ["2024-03-01"]})
     second = pd.DataFrame({"LEAD": ["l"], "Dataset": ["m2"], "PROGRAM": ["05678"], "CHANNEL": ["12"],
                            "BAND": ["SHORT"], "date": ["2024-03-02"], "Tail": [1.5]})
-    write_days(tmp_path, [(DAYS[0], dict(state={}, log={"mosaics": first}, daily={}, report={})),
-                          (DAYS[1], dict(state={}, log={"mosaics": second}, daily={}, report={}))])
+    write_days(tmp_path, [(DAYS[0], log_day("mosaics", first)), (DAYS[1], log_day("mosaics", second))])
     assert (tmp_path / "mosaics.csv").read_text() == (
         "LEAD,Dataset,PROGRAM,CHANNEL,BAND,date,Tail\n"
         ",m1,01234,,,2024-03-01,\n"
@@ -170,7 +173,7 @@ def test_types_widen_and_read_back_as_pandas_would_hold_them(tmp_path):
         pd.DataFrame({"n": [1, 2], "flag": [True, False], "x": [1, 2], "s": ["a", "b"]}),
         pd.DataFrame({"n": [2.5, np.nan], "flag": ["maybe", "no"], "x": [3, 4], "s": [np.nan, "c"]}),
     ]
-    write_days(tmp_path, [(d, dict(state={}, log={"log": f}, daily={}, report={})) for d, f in zip(DAYS, days)])
+    write_days(tmp_path, [(day, log_day("log", frame)) for day, frame in zip(DAYS, days)])
     with IngestStore(tmp_path) as store:
         current = store.current("log")
     expected = pd.DataFrame({
@@ -189,8 +192,7 @@ def test_types_widen_and_read_back_as_pandas_would_hold_them(tmp_path):
 def test_int_column_with_missing_values_reads_back_as_float(tmp_path):
     first = pd.DataFrame({"k": ["a"], "v": [7]})
     second = pd.DataFrame({"k": ["b"]})  # lacks v
-    write_days(tmp_path, [(d, dict(state={}, log={"log": f}, daily={}, report={})) for d, f in
-                          zip(DAYS, [first, second])])
+    write_days(tmp_path, [(DAYS[0], log_day("log", first)), (DAYS[1], log_day("log", second))])
     with IngestStore(tmp_path) as store:
         values = store.current("log")["v"]
     assert values.dtype == np.float64 and values.iloc[0] == 7 and np.isnan(values.iloc[1])
@@ -311,7 +313,7 @@ def test_a_process_killed_during_the_export_is_rolled_forward(tmp_path):
     after_first = exported(out)
 
     child = subprocess.run([sys.executable, "-c", CHILD_KILLED_IN_EXPORT, str(out)], cwd=REPO,
-                           capture_output=True, text=True, timeout=120)
+                           capture_output=True, text=True, timeout=120, check=False)
     assert child.returncode == -signal.SIGKILL, child.stderr
     partial = exported(out)
     changed = {name for name in partial if partial[name] != after_first.get(name)}

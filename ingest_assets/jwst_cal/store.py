@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -204,23 +205,25 @@ def diff_rows(stored_h: np.ndarray, stored_pos: np.ndarray, new_h: np.ndarray) -
     return RowDiff(added, positions[added], stored_pos[~np.isin(stored_pos, matched)])
 
 
+def read_back(values: pd.Series, typ: str) -> pd.Series:
+    """A stored column as pandas holds it: text as object str with np.nan; BIGINT with missing values as float64,
+    BOOLEAN with missing values as object."""
+    if typ == DOUBLE:
+        return values.astype(np.float64)
+    if typ == VARCHAR and isinstance(values.dtype, pd.StringDtype) and isinstance(values.dtype.na_value, float):
+        return values.astype(object)  # pandas' str dtype already marks missing values with np.nan
+    missing = values.isna()
+    if not missing.any():
+        return values.astype({BIGINT: np.int64, BOOLEAN: bool}.get(typ, object))
+    if typ == BIGINT:
+        return values.astype(np.float64)
+    return values.astype(object).where(~missing, np.nan)
+
+
 def to_pandas(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
-    """Read-back types: text as object str/np.nan, BIGINT and BOOLEAN with missing values as float64 / object."""
-    out = {}
-    for name, typ in schema.columns:
-        values = frame[name]
-        missing = values.isna()
-        has_missing = bool(missing.any())
-        if typ == DOUBLE:
-            out[name] = values.astype(np.float64)
-        elif typ == BIGINT:
-            out[name] = values.astype(np.float64 if has_missing else np.int64)
-        elif typ == BOOLEAN and not has_missing:
-            out[name] = values.astype(bool)
-        else:
-            objects = values.astype(object)
-            out[name] = objects.where(~missing, np.nan) if has_missing else objects
-    return pd.DataFrame(out, columns=schema.names)
+    """The recorded columns of a DuckDB result, in recorded order, with read-back types."""
+    columns = {name: read_back(frame[name], typ) for name, typ in schema.columns}
+    return pd.DataFrame(columns, columns=schema.names, copy=False).reset_index(drop=True)
 
 
 def json_default(value):
@@ -435,9 +438,12 @@ class IngestStore:
 
     # --- rows ---------------------------------------------------------------------------------------------------------
     def _rows(self, table: str, schema: TableSchema, where: str, params: list | None = None) -> pd.DataFrame:
+        """Selected rows in `_pos` order (sorted here: DuckDB's ORDER BY moves every wide row)."""
         columns = ", ".join(quote(n) for n in schema.names)
-        frame = self._con.execute(
-            f"SELECT {columns} FROM {table_ref(table)} WHERE {where} ORDER BY _pos", params or []).df()
+        frame = self._con.execute(f"SELECT {columns}, _pos FROM {table_ref(table)} WHERE {where}", params or []).df()
+        positions = frame["_pos"].to_numpy()
+        if np.any(np.diff(positions) < 0):
+            frame = frame.take(np.argsort(positions, kind="stable"))
         return to_pandas(frame, schema)
 
     def _frame_types(self, frame: pd.DataFrame) -> dict[str, str | None]:
@@ -450,8 +456,9 @@ class IngestStore:
             raise TypeError(f"unsupported column types {unsupported} (float, int, bool and text only)")
         return {name: SCAN_TYPES[t] for name, t in zip(frame.columns, scanned)}
 
-    def _select_list(self, schema: TableSchema, frame: pd.DataFrame, types: Mapping[str, str | None]) -> list[str]:
-        """SQL giving each recorded column from `frame` in the stored type (NULL when the frame lacks it)."""
+    @staticmethod
+    def _select_list(schema: TableSchema, types: Mapping[str, str | None]) -> list[str]:
+        """SQL giving each recorded column from the incoming frame (its `types`) in the stored type, NULL if absent."""
         return [cast_expr(quote(n), types[n], t) if n in types else f"NULL::{t}" for n, t in schema.columns]
 
     def _query_frame(self, frame: pd.DataFrame, sql: str, params: list | None = None) -> dict[str, np.ndarray]:
@@ -468,7 +475,7 @@ class IngestStore:
         if not len(frame):
             return
         rows = frame.assign(_pos=positions)
-        values = ", ".join(self._select_list(schema, frame, types))
+        values = ", ".join(self._select_list(schema, types))
         columns = ", ".join(quote(n) for n in schema.names)
         self._query_frame(rows, f"INSERT INTO {table_ref(table)} ({columns}, _added, _removed, _pos) "
                                 f"SELECT {values}, ?, NULL, _pos FROM incoming", [day])
@@ -482,7 +489,7 @@ class IngestStore:
     def _write_state(self, table: str, schema: TableSchema, frame: pd.DataFrame, types: Mapping[str, str | None],
                      day: str) -> None:
         """Keep unchanged live rows, remove vanished ones, insert new or changed ones between their neighbours."""
-        values = ", ".join(self._select_list(schema, frame, types))
+        values = ", ".join(self._select_list(schema, types))
         stored = self._live_hashes(table, schema)
         new_h = np.empty(0, dtype=np.uint64)
         if len(frame):
@@ -532,8 +539,7 @@ class IngestStore:
         """Rewrite every exported CSV atomically, delete those of dropped tables, then record the generation."""
         tables = [t for t in self._tables() if not t.startswith("_")]
         for table in tables:
-            frame = self.current(table)
-            write_atomic(self.output_dir / f"{table}.csv", lambda handle: frame.to_csv(handle, index=False))
+            write_atomic(self.output_dir / f"{table}.csv", partial(self.current(table).to_csv, index=False))
         for dropped in set(self._marker().get("tables", [])) - set(tables):
             if TABLE_NAME.fullmatch(dropped):
                 (self.output_dir / f"{dropped}.csv").unlink(missing_ok=True)
