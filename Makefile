@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Ingest the bundled sample data through the Dagster assets and print a summary per day / visit.
+# Exit status 1 of jwst-cal-ingest means "ingested, but an L3 product stayed unmatched": reported, not an error here.
 run: install
-	$(BIN)/jwst-cal-ingest -i data/jwst_cal/inbox -o data/jwst_cal/out -s
+	$(BIN)/jwst-cal-ingest -i data/jwst_cal/inbox -o data/jwst_cal/out -s || test $$? -eq 1
 	$(BIN)/hst-svm-ingest -i data/hst_svm/inbox -o data/hst_svm/out
 
 test: install
