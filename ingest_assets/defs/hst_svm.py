@@ -15,6 +15,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from ingest_assets.defs.folders import IngestFolders
 from ingest_assets.hst_svm import harvest, mast, outputs, scrub
 from ingest_assets.hst_svm.constants import (
     DEFAULT_JSON_PATTERN,
@@ -39,21 +40,11 @@ ALL_VISITS = dg.AssetIn(partition_mapping=dg.AllPartitionMapping(), metadata={"a
 
 
 # --- resources ------------------------------------------------------------------------------------------------------
-class SvmStorage(dg.ConfigurableResource):
+class SvmStorage(IngestFolders):
     """Folders of the SVM ingest: the inbox of visit dirs and the output root; `settle_seconds` of quiet before a
     complete visit dir counts as ready."""
 
-    inbox_dir: str
-    output_dir: str
     settle_seconds: float = 5.0
-
-    @property
-    def inbox(self) -> Path:
-        return Path(self.inbox_dir)
-
-    @property
-    def output(self) -> Path:
-        return Path(self.output_dir)
 
     def visit_dir(self, visit: str) -> Path:
         """The inbox dir of a visit; a clear failure when it is gone."""

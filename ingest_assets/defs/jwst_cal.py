@@ -9,15 +9,16 @@ database) -> matched products (L3 match-rate checks) -> training tables.
 import datetime as dt
 import json
 import os
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
+from ingest_assets.defs.folders import IngestFolders
 from ingest_assets.defs.partitioned_pickle import PartitionedPickleIOManager
 from ingest_assets.jwst_cal.day import DayOutcome
-from ingest_assets.jwst_cal.drops import DropError, discover_drops, drop_date, drop_file_name, drop_problems, \
-    read_drop_text, type_drop
+from ingest_assets.jwst_cal.drops import (
+    DropError, discover_drops, drop_date, drop_file_name, drop_problems, read_drop_text, type_drop,
+)
 from ingest_assets.jwst_cal.features import IngestError
 from ingest_assets.jwst_cal.pipeline import ingest_scrubbed
 from ingest_assets.jwst_cal.scrub import ScrubbedDrop, is_level1, is_level3, scrub_drop
@@ -30,20 +31,10 @@ daily_partitions = dg.DailyPartitionsDefinition(start_date="2021-12-25", timezon
 PREVIOUS_DAY = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
 
 
-class JwstCalPaths(dg.ConfigurableResource):
+class JwstCalPaths(IngestFolders):
     """Where the daily drops arrive and where the output database (CSV files + jwst-cal.duckdb) lives."""
 
-    inbox_dir: str
-    output_dir: str
     save_l1: bool = False
-
-    @property
-    def inbox(self) -> Path:
-        return Path(self.inbox_dir)
-
-    @property
-    def output(self) -> Path:
-        return Path(self.output_dir)
 
 
 def _failure(err: Exception, **metadata) -> dg.Failure:
@@ -192,7 +183,8 @@ def jwst_cal_drop_sensor(context: dg.SensorEvaluationContext, jwst_cal_paths: Jw
         return dg.SkipReason(f"no inbox {jwst_cal_paths.inbox}")
     drops, ignored = discover_drops(jwst_cal_paths.inbox)
     if ignored:
-        context.log.warning("ignoring files not named YYYY-MM-DD_DDD.csv: " + "; ".join(f"{n} ({r})" for n, r in ignored))
+        skipped = "; ".join(f"{name} ({reason})" for name, reason in ignored)
+        context.log.warning(f"ignoring files not named YYYY-MM-DD_DDD.csv: {skipped}")
     requests = []
     for path in drops:
         mtime = os.path.getmtime(path)

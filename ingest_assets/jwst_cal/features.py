@@ -128,7 +128,9 @@ def unencoded_features(bucket: str, raw: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def encode_features(features: dict[str, pd.DataFrame], codes: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+def encode_features(
+    features: dict[str, pd.DataFrame], codes: pd.DataFrame,
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
     """Encode the categorical columns of every bucket's features.
 
     `codes` holds the codes given to unseen values on earlier days (columns column/value/code). Values still unseen

@@ -1,0 +1,80 @@
+"""A real `dagster dev` (webserver + daemon) on the project's workspace, for tests of sensors and runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+START_TIMEOUT = 90
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, server: subprocess.Popen) -> bool:
+    """Poll `condition` every second until it holds, the server dies, or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and server.poll() is None:
+        if condition():
+            return True
+        time.sleep(1)
+    return False
+
+
+def stop(server: subprocess.Popen) -> None:
+    """Stop `dagster dev` and the processes it started (its own process group)."""
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def folder_env(tmp_path: Path) -> dict[str, str]:
+    """Env vars pointing both ingests at folders under tmp_path (never at the repository's sample data)."""
+    return {
+        "JWST_CAL_INBOX": str(tmp_path / "jwst" / "inbox"), "JWST_CAL_OUTPUT": str(tmp_path / "jwst" / "out"),
+        "JWST_CAL_STORAGE": str(tmp_path / "jwst" / "storage"),
+        "HST_SVM_INBOX": str(tmp_path / "svm" / "inbox"), "HST_SVM_OUTPUT": str(tmp_path / "svm" / "out"),
+    }
+
+
+@contextmanager
+def dagster_dev(home: Path, env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
+    """Run `dagster dev -w workspace.yaml` with the project's instance settings (as `make ui` installs them)."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text()
+                                       + "\nrun_queue:\n  dequeue_interval_seconds: 1\n")
+    port = free_port()
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+            cwd=REPO, env=os.environ | env | {"DAGSTER_HOME": str(home)}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        try:
+            assert wait_for(lambda: answers(port), START_TIMEOUT, server), log_path.read_text()[-3000:]
+            yield server
+        finally:
+            stop(server)
