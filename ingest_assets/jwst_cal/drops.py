@@ -19,7 +19,7 @@ from .constants import BUCKETS, NUMERIC_COLS, REQUIRED_COLS
 DROP_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})_(\d{3})\.csv", re.ASCII)
 # Files the ingest writes (spec 4.2); an output folder may be the drop folder itself (Q1).
 OUTPUT_NAMES = frozenset(
-    {"ingest.csv", "training.csv", "mosaics.csv", "level1.csv"}
+    {"ingest.csv", "training.csv", "mosaics.csv", "level1.csv", "category_codes.csv"}
     | {f"{kind}-{bucket.lower()}.csv" for kind in ("train", "raw", "rem") for bucket in BUCKETS}
 )
 # Cell texts that mean "no value" in a numeric column.
