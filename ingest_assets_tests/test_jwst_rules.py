@@ -229,3 +229,22 @@ def test_day_without_science_rows_adds_nothing():  # D16
     (day,), state = run_days([{**l1("jw01234001001_02101_00001_nrca1"), "DagNodeName": "LEVEL_2"}])
     assert day.report["l3_total"] == 0 and day.report["match_rate"] == 1.0
     assert all(state[name].empty for name in ("ingest", "training", "train-image"))
+
+
+def test_ptf_product_with_two_pointings_of_a_shared_name_is_split_last():  # 3.4 d
+    rows = [
+        l1("jw01234001001_02101_00001_nrca1", TARGNAME="X", TARG_RA=10.0, TARG_DEC=20.0),
+        l1("jw01234001001_02101_00002_nrca1", TARGNAME="X", TARG_RA=11.0, TARG_DEC=21.0),
+        l1("jw05555001001_02101_00001_nrca1", TARGNAME="X", PROGRAM="05555", VISITYPE="PRIME_UNTARGETED"),
+    ]
+    grouped = group_exposures(scrub(rows).science)
+    assert grouped.drop_duplicates("order")["product"].tolist() == [
+        "jw05555-o001_t1_nircam_clear-f200w",
+        "jw01234-o001_t1x0_nircam_clear-f200w",
+        "jw01234-o001_t1x1_nircam_clear-f200w",
+    ]
+    assert grouped.groupby("product")["TARG_RA"].first().to_dict() == {
+        "jw05555-o001_t1_nircam_clear-f200w": 10.0,
+        "jw01234-o001_t1x0_nircam_clear-f200w": 10.0,
+        "jw01234-o001_t1x1_nircam_clear-f200w": 11.0,
+    }
