@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -52,6 +53,17 @@ def stop(server: subprocess.Popen) -> None:
             server.wait()
 
 
+def graphql(port: int, query: str, variables: dict | None = None) -> dict:
+    """POST a query to the webserver's GraphQL API; its `data`."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql",
+                                     data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer = json.load(response)
+    assert "errors" not in answer, answer
+    return answer["data"]
+
+
 def folder_env(tmp_path: Path) -> dict[str, str]:
     """Env vars pointing both ingests at folders under tmp_path (never at the repository's sample data)."""
     return {
@@ -63,7 +75,10 @@ def folder_env(tmp_path: Path) -> dict[str, str]:
 
 @contextmanager
 def dagster_dev(home: Path, env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
-    """Run `dagster dev -w workspace.yaml` with the project's instance settings (as `make ui` installs them)."""
+    """Run `dagster dev -w workspace.yaml` with the project's instance settings (as `make ui` installs them).
+
+    The yielded server process carries the webserver's `port`.
+    """
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text()
                                        + "\nrun_queue:\n  dequeue_interval_seconds: 1\n")
@@ -73,6 +88,7 @@ def dagster_dev(home: Path, env: dict[str, str], log_path: Path) -> Iterator[sub
             [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
             cwd=REPO, env=os.environ | env | {"DAGSTER_HOME": str(home)}, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
+        server.port = port
         try:
             assert wait_for(lambda: answers(port), START_TIMEOUT, server), log_path.read_text()[-3000:]
             yield server
