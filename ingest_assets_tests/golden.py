@@ -127,7 +127,8 @@ def _stable_products(runs: list[dict]) -> pd.MultiIndex:
 def _limit(name: str, diffs: list[str]) -> list[str]:
     if len(diffs) <= MAX_DIFFS_PER_FILE:
         return diffs
-    return diffs[:MAX_DIFFS_PER_FILE] + [f"{name}: ... and {len(diffs) - MAX_DIFFS_PER_FILE} more differences not shown"]
+    hidden = len(diffs) - MAX_DIFFS_PER_FILE
+    return diffs[:MAX_DIFFS_PER_FILE] + [f"{name}: ... and {hidden} more differences not shown"]
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -222,7 +223,8 @@ def _order_diffs(name: str, both: pd.DataFrame, keys: list[str]) -> list[str]:
     if not len(out_of_order):
         return []
     row = by_expected.iloc[out_of_order[0] + 1]
-    return [f"{name}: row order differs: row {_describe(row, keys)} comes too early (expected row {int(row['_pos_e'])})"]
+    expected_at = int(row["_pos_e"])
+    return [f"{name}: row order differs: row {_describe(row, keys)} comes too early (expected row {expected_at})"]
 
 
 def _numbers(cells: pd.Series) -> np.ndarray:
