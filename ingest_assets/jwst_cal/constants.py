@@ -45,9 +45,6 @@ SCRAPER_KEYS = (
 )
 
 # --- derived columns --------------------------------------------------------------------------------------------------
-# Columns the scrub appends after the raw ones, in order (ingest, training, level1, mosaics).
-SCRUB_COLS = ("date", "year", "doy", "dname", "pid", "targra", "params")
-
 OFFSET_STATS = ("max_offset", "mean_offset", "sigma_offset", "err_offset", "sigma1_mean", "frac")
 TARG_STATS = tuple(f"targ_{c}" for c in OFFSET_STATS)
 
@@ -58,7 +55,6 @@ RAW_OFFSET_COLS = (
     + OFFSET_STATS + TARG_STATS + ("t_offset", "gs_offset")
 )
 RAW_FGS_COLS = tuple(k for k in SCRAPER_KEYS if k != "NEXPOSUR") + ("NEXPOSUR",)
-TARGET_COLS = ("imagesize", "date", "pname", "imgsize_gb")
 
 FEATURE_COLS = (
     "instr", "detector", "exp_type", "visitype", "filter", "pupil", "grating", "fxd_slit", "channel", "subarray",
@@ -82,11 +78,6 @@ BOOLEAN_FEATURES = frozenset({"bkgdtarg", "tsovisit", "is_imprt", "crowdfld"})
 def feature_cols(bucket: str) -> tuple[str, ...]:
     """Encoded feature columns of a bucket's train/rem table, in file order."""
     return FGS_FEATURE_COLS if bucket == "FGS" else FEATURE_COLS
-
-
-def raw_cols(bucket: str) -> tuple[str, ...]:
-    """Unencoded product columns of a bucket's raw table, before the target columns."""
-    return RAW_FGS_COLS if bucket == "FGS" else RAW_OFFSET_COLS
 
 
 # --- instrument geometry (arcsec / pixel, detector shape) -----------------------------------------------------------
