@@ -45,17 +45,8 @@ def ingest_drop(path: Path, output_dir: Path, *, save_l1: bool = False) -> DayOu
 def _ingest_one(store: IngestStore, scrubbed: ScrubbedDrop, save_l1: bool) -> DayOutcome:
     state = {name: store.current(name) for name in (*STATE_TABLES, CODES_TABLE)}
     outcome = ingest_day(scrubbed, state, save_l1=save_l1)
-    store.write_day(
-        scrubbed.day, report=outcome.report,
-        state={k: v for k, v in outcome.state.items() if len(v) or not state[k].columns.empty},
-        log=_with_rows(outcome.log), daily=_with_rows(outcome.daily),
-    )
+    store.write_day(scrubbed.day, state=outcome.state, log=outcome.log, daily=outcome.daily, report=outcome.report)
     return outcome
-
-
-def _with_rows(frames: dict) -> dict:
-    """Frames that hold rows. A table is never created from an empty frame: its column types would be unknown."""
-    return {name: frame for name, frame in frames.items() if len(frame)}
 
 
 def _stored_drop(store: IngestStore, day: str) -> ScrubbedDrop:

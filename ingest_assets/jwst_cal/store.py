@@ -391,12 +391,16 @@ class IngestStore:
 
     def _evolve_schema(self, table: str, kind: str, frame: pd.DataFrame, types: Mapping[str, str | None],
                        day: str) -> TableSchema | None:
-        """Create or alter the table for `frame`, record the new schema; None for a column-less frame of a new table."""
+        """Create or alter the table for `frame`, record the new schema.
+
+        A frame without rows changes no schema (its column types are unknown): it creates no table (None when the
+        table is new) and adds no column.
+        """
         old = self._schema(table)
         if old is not None and old.kind != kind:
             raise ValueError(f"{table} is a {old.kind} table; cannot write it as {kind}")
-        if old is None and not len(frame.columns):
-            return None
+        if not len(frame):
+            return old
         new = TableSchema(kind, evolve_columns(old.columns if old else (), frame, types))
         if new == old:
             return old
