@@ -51,8 +51,8 @@ def pixel_geometry(exp: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarra
 def _join_segments(values: pd.Series, groups: pd.Series) -> pd.Series:
     """'|'-join of each group's values (already in the wanted order), as one string per group."""
     starts = np.flatnonzero(np.r_[True, groups.to_numpy()[1:] != groups.to_numpy()[:-1]])
-    joined = np.add.reduceat((values + "|").to_numpy(object), starts)
-    return pd.Series([s[:-1] for s in joined] if len(joined) else [], index=groups.to_numpy()[starts], dtype=object)
+    joined = np.add.reduceat((values + "|").to_numpy(object), starts) if len(starts) else np.array([], object)
+    return pd.Series(joined, index=groups.to_numpy()[starts], dtype=object).str[:-1]
 
 
 def joined_detectors(detector: pd.Series, group: pd.Series) -> pd.Series:

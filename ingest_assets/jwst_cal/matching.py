@@ -48,10 +48,10 @@ def match_products(df: pd.DataFrame, exp: pd.DataFrame, l3: pd.Series) -> MatchR
     equal = {k: (pairs[k] == pairs[f"{k}_l3"]).to_numpy() for k in QUERY_KEYS}
     by_qp = np.select([pairs["qp"] == k for k in QUERY_KEYS], [equal[k] for k in QUERY_KEYS], False)
 
-    keep = _narrow(pairs["order"], np.ones(len(pairs), bool), by_qp)
+    keep = _narrow(pairs["order"], by_qp)
     retry = (pairs["qp"] == "TARGNAME").to_numpy() & (pairs["VISITYPE"] == PTF).to_numpy()
     many = pairs["order"].map(pd.Series(keep).groupby(pairs["order"]).sum()).to_numpy() > 1
-    requery = _narrow(pairs["order"], np.ones(len(pairs), bool), equal["targra"])
+    requery = _narrow(pairs["order"], equal["targra"])
     keep = np.where(retry & many, requery, keep)
 
     candidates = pairs.loc[keep, ["order", "l3", "dname"]].sort_values(["order", "dname"], kind="stable")
@@ -63,10 +63,9 @@ def match_products(df: pd.DataFrame, exp: pd.DataFrame, l3: pd.Series) -> MatchR
     return MatchResult(products=products, candidates=candidates[["order", "l3"]], losers=losers)
 
 
-def _narrow(order: pd.Series, pool: np.ndarray, subset: np.ndarray) -> np.ndarray:
-    """Per product: the pairs in `subset` if it has any there, otherwise the whole `pool`."""
-    has = pd.Series(subset & pool).groupby(order.to_numpy()).transform("any").to_numpy()
-    return np.where(has, subset & pool, pool)
+def _narrow(order: pd.Series, subset: np.ndarray) -> np.ndarray:
+    """Per product: its pairs in `subset` if it has any there, otherwise all its pairs (the params-only query)."""
+    return np.where(pd.Series(subset).groupby(order.to_numpy()).transform("any").to_numpy(), subset, True)
 
 
 def assign_modes(df: pd.DataFrame, exp: pd.DataFrame, match: MatchResult) -> pd.DataFrame:
