@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -13,7 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ingest_assets.jwst_cal.store import DB_NAME, MARKER_NAME, IngestStore, StoreLockedError
+from ingest_assets.jwst_cal.store import (
+    DB_NAME, MARKER_NAME, ExportIncompleteError, IngestStore, StoreCorruptError, StoreError, StoreLockedError,
+    StoreMissingError,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DAYS = ("2024-03-01", "2024-03-02", "2024-03-03")
@@ -326,24 +331,123 @@ def test_a_process_killed_during_the_export_is_rolled_forward(tmp_path):
 
 
 CHILD_HOLDING_THE_STORE = textwrap.dedent("""
-    import sys
+    import sys, time
     from pathlib import Path
     from ingest_assets.jwst_cal.store import IngestStore
 
     with IngestStore(Path(sys.argv[1])):
         print("open", flush=True)
-        sys.stdin.readline()
+        time.sleep(float(sys.argv[2]))
 """)
 
 
-def test_a_second_process_gets_a_clear_error(tmp_path):
-    child = subprocess.Popen([sys.executable, "-c", CHILD_HOLDING_THE_STORE, str(tmp_path)], cwd=REPO,
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+def hold_store(folder: Path, seconds: float) -> subprocess.Popen:
+    """Another process that holds the store for `seconds`, started once it has it."""
+    child = subprocess.Popen([sys.executable, "-c", CHILD_HOLDING_THE_STORE, str(folder), str(seconds)], cwd=REPO,
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "open"
+    return child
+
+
+def test_a_second_process_waits_for_the_store_then_gets_a_clear_error(tmp_path):
+    holder = hold_store(tmp_path, 60)
     try:
-        assert child.stdout.readline().strip() == "open"
-        with pytest.raises(StoreLockedError, match="another process"):
-            IngestStore(tmp_path)
+        with pytest.raises(StoreLockedError, match=r"in use by another process .*waited 0.5 s"):
+            IngestStore(tmp_path, lock_timeout=0.5)
     finally:
-        child.communicate("done\n", timeout=60)
-    with IngestStore(tmp_path) as store:  # free again once the holder has exited
-        assert store.days() == []
+        holder.kill()
+        holder.wait()
+    holder = hold_store(tmp_path, 1)
+    with IngestStore(tmp_path, lock_timeout=30) as store:  # waits until the holder is done
+        assert holder.poll() is not None and store.days() == []
+    holder.wait()
+
+
+def test_a_notebook_connection_holding_the_database_is_waited_for_then_named(tmp_path):
+    IngestStore(tmp_path).close()
+    notebook = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('open', flush=True);"
+         " time.sleep(60)", str(tmp_path / DB_NAME)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert notebook.stdout.readline().strip() == "open"
+        with pytest.raises(StoreLockedError, match=rf"{DB_NAME} is in use by another process \(waited 0.5 s"):
+            IngestStore(tmp_path, lock_timeout=0.5)
+    finally:
+        notebook.kill()
+        notebook.wait()
+
+
+# --- damaged output folders -------------------------------------------------------------------------------------------
+def test_a_deleted_database_is_refused_and_the_exports_are_kept(tmp_path):
+    write_days(tmp_path, [(DAYS[0], day_inputs(0))])
+    files = exported(tmp_path)
+    (tmp_path / DB_NAME).unlink()
+    with pytest.raises(StoreMissingError, match=f"no {DB_NAME}"):
+        IngestStore(tmp_path)
+    assert exported(tmp_path) == files and not (tmp_path / DB_NAME).exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_a_corrupt_database_is_refused_and_nothing_changes(tmp_path, damage):
+    write_days(tmp_path, [(DAYS[0], day_inputs(0))])
+    files, db = exported(tmp_path), tmp_path / DB_NAME
+    db.write_bytes({"truncated": db.read_bytes()[:100], "garbage": b"not a database\n" * 500, "empty": b""}[damage])
+    damaged = db.read_bytes()
+    with pytest.raises(StoreCorruptError, match=f"{DB_NAME} is not a readable DuckDB database"):
+        IngestStore(tmp_path)
+    assert exported(tmp_path) == files and db.read_bytes() == damaged
+
+
+def test_exports_get_the_mode_of_a_plain_write(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        write_days(tmp_path, [(DAYS[0], day_inputs(0))])
+    finally:
+        os.umask(previous)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir() if p.suffix == ".csv"}
+    assert modes and set(modes.values()) == {0o644}, modes
+    assert stat.S_IMODE((tmp_path / MARKER_NAME).stat().st_mode) == 0o644
+
+
+def test_a_failed_export_says_the_day_is_committed_and_is_completed_later(tmp_path):
+    clean = tmp_path / "clean"
+    write_days(clean, [(DAYS[i], day_inputs(i)) for i in range(2)])
+    out = tmp_path / "out"
+    write_days(out, [(DAYS[0], day_inputs(0))])
+    (out / "training.csv").unlink()
+    (out / "training.csv").mkdir()  # an export that cannot be written
+    with IngestStore(out) as store:
+        with pytest.raises(ExportIncompleteError, match="the day is committed .* completed the next time"):
+            write(store, 1)
+        assert store.days() == [DAYS[0], DAYS[1]]
+    with pytest.raises(StoreError, match="export of the last committed day could not be completed: .*training.csv"):
+        IngestStore(out)
+    (out / "training.csv").rmdir()
+    IngestStore(out).close()
+    assert exported(out) == exported(clean)
+
+
+CHILD_WIDENING = textwrap.dedent("""
+    import resource, sys
+    from pathlib import Path
+    import pandas as pd
+    from ingest_assets.jwst_cal.store import IngestStore
+
+    base = pd.DataFrame({"Dataset": [f"d{i}" for i in range(40)], "imagesize": 1.0})
+    wide = pd.concat([base, pd.DataFrame({f"X{i}": ["v"] * 40 for i in range(2000)})], axis=1)
+    with IngestStore(Path(sys.argv[1])) as store:
+        for day, frame in (("2024-03-01", base), ("2024-03-02", wide)):
+            with store.transaction():
+                store.write_day(day, state={"training": frame}, log={"level1": frame}, daily={}, report={})
+        with store.transaction():
+            store.rollback_from("2024-03-02")
+        assert list(store.current("training").columns) == ["Dataset", "imagesize"]
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+""")
+
+
+def test_two_thousand_new_columns_need_memory_in_proportion_to_the_data(tmp_path):
+    child = subprocess.run([sys.executable, "-c", CHILD_WIDENING, str(tmp_path)], cwd=REPO, capture_output=True,
+                           text=True, timeout=300, check=False)
+    assert child.returncode == 0, child.stderr
+    assert int(child.stdout) < 1024, f"peak RSS {child.stdout.strip()} MiB"

@@ -1,7 +1,8 @@
 """State store of the JWST calibration ingest (D7, D8, D10, D14): one DuckDB file, exported as CSV files.
 
 The DuckDB file `jwst-cal.duckdb` in the output folder is the source of truth; `{table}.csv` files are exports of it,
-rewritten whole after every commit. Every stored row is a version: `_added` (day), `_removed` (day, NULL while live)
+rewritten whole after every commit. One process at a time uses a store: it holds an exclusive lock on
+`.jwst-cal.lock` while open, and waits up to `lock_timeout` seconds for it (and for DuckDB's own file lock). Every stored row is a version: `_added` (day), `_removed` (day, NULL while live)
 and `_pos` (order), so a day costs O(changed rows) and any suffix of days can be forgotten. Table kinds:
 
 * state: each day brings the full new content, diffed against the live rows by row content;
@@ -13,10 +14,13 @@ Tables whose name starts with "_" are stored but never exported.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
-import tempfile
+import secrets
+import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,7 +35,13 @@ import pandas as pd
 
 DB_NAME = "jwst-cal.duckdb"
 MARKER_NAME = ".jwst-cal-export"
+LOCK_NAME = ".jwst-cal.lock"
 TMP_PREFIX = ".jwst-cal-tmp-"
+DEFAULT_LOCK_TIMEOUT = 10.0  # seconds a store waits for another process to release the output folder
+LOCK_POLL = 0.1
+# Beyond this many column changes in one table, the table is rebuilt in one statement: DuckDB's ALTER TABLE
+# costs memory in proportion to the table's width each time within a transaction (quadratic in the changes).
+MAX_ALTERS = 16
 DATA_SCHEMA = "data"
 ROW_COLS = ("_added", "_removed", "_pos")
 MIN_GAP = 1e-6  # smallest spacing of new positions inside a gap before renumbering
@@ -47,12 +57,29 @@ META_DDL = (
     "CREATE TABLE IF NOT EXISTS ledger (day VARCHAR, report VARCHAR)",
     "CREATE TABLE IF NOT EXISTS generation (value BIGINT)",
     "INSERT INTO generation SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM generation)",
+    "CREATE TABLE IF NOT EXISTS identity (id VARCHAR)",
     f"CREATE SCHEMA IF NOT EXISTS {DATA_SCHEMA}",
 )
 
 
-class StoreLockedError(RuntimeError):
-    """The store's DuckDB file is held by another process."""
+class StoreError(RuntimeError):
+    """The output database cannot be used (an environment failure); nothing was written."""
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the output folder or its DuckDB file."""
+
+
+class StoreMissingError(StoreError):
+    """The output folder holds exported tables but no database."""
+
+
+class StoreCorruptError(StoreError):
+    """The DuckDB file cannot be read as a database."""
+
+
+class ExportIncompleteError(RuntimeError):
+    """A day was committed to the database, but its CSV export did not finish."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +152,17 @@ def cast_expr(expr: str, source: str | None, target: str) -> str:
     if source == BOOLEAN and target == VARCHAR:
         return f"CASE WHEN {expr} THEN 'True' WHEN NOT {expr} THEN 'False' END"
     return f"CAST({expr} AS {target})"
+
+
+def convert_expr(expr: str, stored: str, target: str) -> str:
+    """SQL converting a stored column to a new type: widening, or narrowing back to the type of its live rows.
+
+    Narrowing back happens on rollback. DuckDB also converts the rows the transaction deleted (values of the
+    rolled-back days); those may fail and become NULL. Live rows came from `target` and convert back.
+    """
+    if stored != target and widen(stored, target) == stored:
+        return f"TRY_CAST({expr} AS {target})"
+    return cast_expr(expr, stored, target)
 
 
 def insert_position(order: list[str], preceding: list[str]) -> int:
@@ -236,8 +274,12 @@ def json_default(value):
 
 
 def write_atomic(path: Path, write: Callable[[IO[str]], None]) -> None:
-    """Write through a temp file in the same folder, fsync, then os.replace; no temp file survives an error."""
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
+    """Write through a temp file in the same folder, fsync, then os.replace; no temp file survives an error.
+
+    The file gets the mode a plain write would give (0666 less the process umask), not a private temp file's 0600.
+    """
+    tmp = path.parent / f"{TMP_PREFIX}{secrets.token_hex(8)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             write(handle)
@@ -257,38 +299,91 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def connect(db_path: Path) -> duckdb.DuckDBPyConnection:
-    """Open the DuckDB file; a clear error when another process holds it."""
-    try:
-        return duckdb.connect(str(db_path))
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise StoreLockedError(f"{db_path} is in use by another process (one writer at a time): {exc}") from exc
-        raise
+def first_line(err: BaseException) -> str:
+    """An exception's message on one line (its type when it has none)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def lock_folder(folder: Path, timeout: float) -> int:
+    """An exclusive lock on the folder's lock file, waited for up to `timeout` s; returns its descriptor."""
+    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise StoreLockedError(
+                    f"{folder} is in use by another process (an ingest holds {LOCK_NAME}; waited {timeout:g} s)"
+                ) from None
+            time.sleep(LOCK_POLL)
+
+
+def connect(db_path: Path, timeout: float) -> duckdb.DuckDBPyConnection:
+    """Open the DuckDB file, waiting up to `timeout` s while another process holds it; clear errors otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return duckdb.connect(str(db_path))
+        except duckdb.IOException as exc:
+            cause = first_line(exc)
+            if "lock" not in cause.lower():
+                if "not a valid DuckDB database" in cause or "Could not read enough bytes" in cause:
+                    raise StoreCorruptError(f"{db_path} is not a readable DuckDB database ({cause})") from exc
+                raise StoreError(f"cannot open {db_path}: {cause}") from exc
+            if time.monotonic() >= deadline:
+                raise StoreLockedError(
+                    f"{db_path} is in use by another process (waited {timeout:g} s; one writer at a time): "
+                    f"{cause}") from exc
+            time.sleep(LOCK_POLL)
 
 
 # --- the store --------------------------------------------------------------------------------------------------------
 class IngestStore:
     """Per-day versioned tables in `output_dir/jwst-cal.duckdb`, exported as `output_dir/{table}.csv`."""
 
-    def __init__(self, output_dir: Path):
+    def __init__(self, output_dir: Path, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT):
         self.output_dir = Path(output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        self._con = connect(self.output_dir / DB_NAME)
+        self._lock = lock_folder(self.output_dir, lock_timeout)
+        self._con = None
         self._in_transaction = False
         try:
+            db_path = self.output_dir / DB_NAME
+            if not db_path.exists() and (self.output_dir / MARKER_NAME).exists():
+                raise StoreMissingError(
+                    f"{self.output_dir} holds exported tables ({MARKER_NAME}) but no {DB_NAME}: the database was "
+                    "deleted or moved")
+            self._con = connect(db_path, max(0.0, lock_timeout))
             for statement in META_DDL:
                 self._sql(statement)
+            self._sql("INSERT INTO identity SELECT ? WHERE NOT EXISTS (SELECT 1 FROM identity)", [str(uuid.uuid4())])
             for stale in self.output_dir.glob(TMP_PREFIX + "*"):
                 stale.unlink()
-            if self._exported_generation() != self._generation():  # a commit whose export did not finish
-                self._export()
+            if self._marker().get("export") != self._export_id():  # a commit whose export did not finish
+                try:
+                    self._export()
+                except Exception as err:
+                    raise StoreError(
+                        f"the CSV export of the last committed day could not be completed: {first_line(err)}"
+                    ) from err
+        except duckdb.IOException as err:
+            self.close()
+            raise StoreError(f"cannot use {db_path}: {first_line(err)}") from err
         except BaseException:
-            self._con.close()
+            self.close()
             raise
 
     def close(self) -> None:
-        self._con.close()
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+        if self._lock is not None:
+            os.close(self._lock)  # releases the folder lock
+            self._lock = None
 
     def __enter__(self) -> IngestStore:
         return self
@@ -326,7 +421,11 @@ class IngestStore:
     # --- writing ------------------------------------------------------------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """BEGIN ... COMMIT (ROLLBACK and re-raise on error), then export every non-internal table."""
+        """BEGIN ... COMMIT (ROLLBACK and re-raise on error), then export every non-internal table.
+
+        A DuckDB I/O failure (full disk, permissions) raises StoreError; a failure or interruption after the commit
+        raises ExportIncompleteError: the day is stored and its export is completed when the store is next opened.
+        """
         if self._in_transaction:
             raise RuntimeError("a transaction is already open")
         self._sql("BEGIN TRANSACTION")
@@ -335,12 +434,21 @@ class IngestStore:
             yield
             self._sql("UPDATE generation SET value = value + 1")
             self._sql("COMMIT")
+        except duckdb.IOException as err:
+            self._rollback()
+            raise StoreError(f"writing {self.output_dir / DB_NAME} failed: {first_line(err)}") from err
         except BaseException:
             self._rollback()
             raise
         finally:
             self._in_transaction = False
-        self._export()
+        try:
+            self._export()
+        except BaseException as err:
+            raise ExportIncompleteError(
+                f"the day is committed to {self.output_dir / DB_NAME}, but exporting its CSV files failed "
+                f"({first_line(err)}); the export is completed the next time this output folder is ingested into"
+            ) from err
 
     def rollback_from(self, day: str) -> None:
         """Forget every contribution of the days >= `day` (rows, removals, schema changes, ledger entries)."""
@@ -416,18 +524,30 @@ class IngestStore:
     def _alter_columns(self, table: str, physical: Mapping[str, str], target: TableSchema) -> None:
         """Add, convert (widen or narrow back) and drop physical columns to match `target`."""
         ref, wanted = table_ref(table), dict(target.columns)
+        changes = len(physical.keys() - wanted.keys()) + sum(physical.get(n) != t for n, t in target.columns)
+        if changes > MAX_ALTERS:
+            self._rebuild_table(table, physical, target)
+            return
         for name in physical.keys() - wanted.keys():
             self._sql(f"ALTER TABLE {ref} DROP COLUMN {quote(name)}")
         for name, typ in target.columns:
             if name not in physical:
                 self._sql(f"ALTER TABLE {ref} ADD COLUMN {quote(name)} {typ}")
             elif physical[name] != typ:
-                using = cast_expr(quote(name), physical[name], typ)
-                if widen(physical[name], typ) == physical[name]:
-                    # Narrowing back on rollback. DuckDB also converts the rows this transaction deleted (values of
-                    # the rolled-back days); those may fail and become NULL. Live rows came from `typ` and convert back.
-                    using = f"TRY_CAST({quote(name)} AS {typ})"
+                using = convert_expr(quote(name), physical[name], typ)
                 self._sql(f"ALTER TABLE {ref} ALTER COLUMN {quote(name)} SET DATA TYPE {typ} USING {using}")
+
+    def _rebuild_table(self, table: str, physical: Mapping[str, str], target: TableSchema) -> None:
+        """Replace the table by a copy with `target`'s columns (converted as `_alter_columns` would), in one pass."""
+        columns = [
+            f"{convert_expr(quote(name), physical[name], typ) if name in physical else f'NULL::{typ}'} AS {quote(name)}"
+            for name, typ in target.columns
+        ]
+        ref, scratch = table_ref(table), quote(f"{table}__rebuilt")
+        self._sql(f"CREATE TABLE {DATA_SCHEMA}.{scratch} AS SELECT {', '.join(columns)}, {', '.join(ROW_COLS)} "
+                  f"FROM {ref}")
+        self._sql(f"DROP TABLE {ref}")
+        self._sql(f"ALTER TABLE {DATA_SCHEMA}.{scratch} RENAME TO {quote(table)}")
 
     def _restore_table(self, table: str) -> None:
         """After a rollback: drop the table if no schema remains, else bring its columns back to the recorded ones."""
@@ -527,17 +647,16 @@ class IngestStore:
         except duckdb.TransactionException:  # a failed COMMIT already ended the transaction
             pass
 
-    def _generation(self) -> int:
-        return self._sql("SELECT value FROM generation")[0][0]
+    def _export_id(self) -> str:
+        """Identifies the committed content: the database's identity and its commit count."""
+        identity = self._sql("SELECT id FROM identity")[0][0]
+        return f"{identity}:{self._sql('SELECT value FROM generation')[0][0]}"
 
     def _marker(self) -> dict:
         try:
             return json.loads((self.output_dir / MARKER_NAME).read_text())
         except (FileNotFoundError, ValueError):
             return {}
-
-    def _exported_generation(self) -> int | None:
-        return self._marker().get("generation")
 
     def _export(self) -> None:
         """Rewrite every exported CSV atomically, delete those of dropped tables, then record the generation."""
@@ -547,6 +666,6 @@ class IngestStore:
         for dropped in set(self._marker().get("tables", [])) - set(tables):
             if TABLE_NAME.fullmatch(dropped):
                 (self.output_dir / f"{dropped}.csv").unlink(missing_ok=True)
-        marker = json.dumps({"generation": self._generation(), "tables": tables})
+        marker = json.dumps({"export": self._export_id(), "tables": tables})
         write_atomic(self.output_dir / MARKER_NAME, lambda handle: handle.write(marker + "\n"))
         fsync_dir(self.output_dir)
