@@ -357,10 +357,10 @@ def test_a_second_process_waits_for_the_store_then_gets_a_clear_error(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    holder = hold_store(tmp_path, 1)
-    with IngestStore(tmp_path, lock_timeout=30) as store:  # waits until the holder is done
-        assert holder.poll() is not None and store.days() == []
-    holder.wait()
+    holder = hold_store(tmp_path, 1)  # holds the store for one more second from now
+    with IngestStore(tmp_path, lock_timeout=30) as store:  # waits for it instead of failing
+        assert store.days() == []
+    assert holder.wait() == 0
 
 
 def test_a_notebook_connection_holding_the_database_is_waited_for_then_named(tmp_path):
