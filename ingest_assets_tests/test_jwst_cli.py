@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -76,7 +77,7 @@ def test_bad_drop_is_rejected_and_changes_nothing(inbox: Path, tmp_path: Path):
     text[3] = ",".join(row)
     bad.write_text("\n".join(text) + "\n")
     proc = cli("-i", inbox, "-o", out, "-p", "2025-06-02", check_code=2)
-    assert "2025-06-02_153.csv: line 4, column CRVAL1: 'abc' is not a number" in proc.stderr
+    assert "2025-06-02_153.csv: not ingested: line 4, column CRVAL1: 'abc' is not a number" in proc.stderr
     assert snapshot(out) == before
 
 
@@ -161,3 +162,170 @@ def test_definitions_validate_from_the_workspace():
                           cwd=Path(__file__).parent.parent)
     assert proc.returncode == 0, proc.stderr
     assert "Validation successful for code location ingest_assets" in proc.stdout + proc.stderr
+
+
+# --- faults of the environment: one true line, an exit status, nothing lost -------------------------------------------
+SIGNAL_AT = textwrap.dedent("""
+    import os, signal, sys
+    from ingest_assets.jwst_cal import store
+    where = sys.argv[1]
+    if where == "before-commit":
+        original = store.IngestStore.write_day
+        def write_day(self, *a, **k):
+            original(self, *a, **k)
+            os.kill(os.getpid(), signal.SIGTERM)
+        store.IngestStore.write_day = write_day
+    else:
+        real_replace = os.replace
+        def replace(src, dst):
+            real_replace(src, dst)
+            os.kill(os.getpid(), signal.SIGTERM)
+        store.os.replace = replace
+    from ingest_assets.jwst_cal_cli import main
+    sys.exit(main(sys.argv[2:]))
+""")
+
+
+def test_a_terminated_day_says_whether_it_was_committed(inbox: Path, tmp_path: Path):
+    out, clean = tmp_path / "out", tmp_path / "clean"
+    cli("-i", inbox, "-o", out, "-p", "2025-06-01")
+    cli("-i", inbox, "-o", clean, "-p", "2025-06-0[12]")
+    before = snapshot(out)
+    args = ["-i", str(inbox), "-o", str(out), "-p", "2025-06-0[23]"]
+    early = subprocess.run([sys.executable, "-c", SIGNAL_AT, "before-commit", *args], capture_output=True, text=True,
+                           timeout=600)
+    assert early.returncode == 143, early.stderr
+    assert early.stderr == "jwst-cal-ingest: 2025-06-02_153.csv: not ingested: interrupted by SIGTERM\n"
+    assert snapshot(out) == before
+
+    late = subprocess.run([sys.executable, "-c", SIGNAL_AT, "during-export", *args], capture_output=True, text=True,
+                          timeout=600)
+    assert late.returncode == 4, late.stderr
+    assert late.stderr.startswith("jwst-cal-ingest: 2025-06-02_153.csv: the day is committed to ")
+    assert "(interrupted by SIGTERM); the export is completed the next time" in late.stderr
+    assert "2025-06-03" not in late.stdout + late.stderr  # later days are not tried
+    cli("-i", inbox, "-o", out, "-p", "2025-06-02", check_code=0)
+    assert snapshot(out) == snapshot(clean)
+
+
+def test_an_export_that_fails_after_the_commit_is_exit_4_and_completed_by_the_next_run(inbox: Path, tmp_path: Path):
+    out, clean = tmp_path / "out", tmp_path / "clean"
+    cli("-i", inbox, "-o", out, "-p", "2025-06-01")
+    cli("-i", inbox, "-o", clean, "-p", "2025-06-0[12]")
+    (out / "training.csv").unlink()
+    (out / "training.csv").mkdir()
+    proc = cli("-i", inbox, "-o", out, "-p", "2025-06-02", check_code=4)
+    assert "2025-06-02_153.csv: the day is committed to" in proc.stderr and "Is a directory" in proc.stderr
+    proc = cli("-i", inbox, "-o", out, "-p", "2025-06-02", check_code=3)  # the export cannot be completed yet
+    assert "export of the last committed day could not be completed" in proc.stderr
+    (out / "training.csv").rmdir()
+    cli("-i", inbox, "-o", out, "-p", "2025-06-02", check_code=0)
+    assert snapshot(out) == snapshot(clean)
+
+
+def test_a_deleted_database_is_refused_then_rebuilt_from_the_drops(inbox: Path, tmp_path: Path):
+    out, clean = tmp_path / "out", tmp_path / "clean"
+    cli("-i", inbox, "-o", clean, "-s", check_code=1)
+    cli("-i", inbox, "-o", out, "-s", "-p", "2025-06-0[12]")
+    before = snapshot(out)
+    (out / "jwst-cal.duckdb").unlink()
+    proc = cli("-i", inbox, "-o", out, "-s", "-p", "2025-06-03", check_code=3)
+    assert proc.stderr.startswith("jwst-cal-ingest: 2025-06-03_154.csv: not ingested: ")
+    assert "but no jwst-cal.duckdb" in proc.stderr and f"--rebuild -i {inbox} -o {out}" in proc.stderr
+    assert snapshot(out) == before and len(proc.stderr.splitlines()) == 1
+
+    proc = cli("--rebuild", "-i", inbox, "-o", out, "-s", check_code=1)  # day 1 leaves L3 products unmatched
+    assert proc.stdout.splitlines()[-1] == f"rebuilt {out} from {len(SMALL)} drops"
+    assert snapshot(out) == snapshot(clean)
+    assert not (out / ".jwst-cal-rebuild").exists()
+
+
+def test_a_rebuild_that_meets_a_bad_drop_changes_nothing(inbox: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    cli("-i", inbox, "-o", out, "-p", "2025-06-0[12]")
+    before = snapshot(out)
+    (inbox / "2025-06-03_154.csv").write_text("Dataset\n")
+    proc = cli("--rebuild", "-i", inbox, "-o", out, check_code=2)
+    assert proc.stderr.splitlines()[-1] == (
+        f"jwst-cal-ingest: rebuild of {out}: abandoned, {out} unchanged: 2025-06-03_154.csv: header only, no data rows")
+    assert snapshot(out) == before and not (out / ".jwst-cal-rebuild").exists()
+    cli("-i", inbox, "-o", out, "-p", "2025-06-02", check_code=0)
+
+
+def test_spacekit_outputs_without_a_database_are_never_overwritten(inbox: Path, tmp_path: Path):
+    out = tmp_path / "spacekit-out"
+    out.mkdir()
+    (out / "training.csv").write_text("Dataset,imagesize\nold,1\n")
+    proc = cli("-i", inbox, "-o", out, "-p", "2025-06-01", check_code=3)
+    assert "holds training.csv but no jwst-cal.duckdb" in proc.stderr
+    assert (out / "training.csv").read_text() == "Dataset,imagesize\nold,1\n"
+
+
+def test_a_corrupt_database_is_refused_with_the_way_to_rebuild(inbox: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    cli("-i", inbox, "-o", out, "-p", "2025-06-01")
+    before = snapshot(out)
+    db = out / "jwst-cal.duckdb"
+    db.write_bytes(db.read_bytes()[:1000])
+    proc = cli("-i", inbox, "-o", out, "-p", "2025-06-02", check_code=3)
+    assert "jwst-cal.duckdb is not a readable DuckDB database" in proc.stderr and "--rebuild" in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1 and snapshot(out) == before
+
+
+def test_a_database_held_by_a_notebook_is_waited_for_then_named(inbox: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    cli("-i", inbox, "-o", out, "-p", "2025-06-01")
+    notebook = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('open', flush=True);"
+         " time.sleep(120)", str(out / "jwst-cal.duckdb")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert notebook.stdout.readline().strip() == "open"
+        proc = cli("-i", inbox, "-o", out, "-p", "2025-06-0[23]", "--lock-timeout", "1", check_code=3)
+    finally:
+        notebook.kill()
+        notebook.wait()
+    assert proc.stderr.startswith("jwst-cal-ingest: 2025-06-02_153.csv: not ingested: ")
+    assert "jwst-cal.duckdb is in use by another process (waited 1 s" in proc.stderr
+    assert "2025-06-03" not in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+def test_two_processes_on_one_output_folder_serialize(inbox: Path, tmp_path: Path):
+    out, clean = tmp_path / "out", tmp_path / "clean"
+    cli("-i", inbox, "-o", clean, check_code=1)
+    command = [sys.executable, "-m", "ingest_assets.jwst_cal_cli", "-i", str(inbox), "-o", str(out),
+               "--lock-timeout", "300"]
+    first, second = (subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     for _ in range(2))
+    for proc in (first, second):
+        stdout, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 1, stderr
+    assert snapshot(out) == snapshot(clean)
+
+
+def test_an_output_path_that_is_a_file_is_an_environment_failure(inbox: Path, tmp_path: Path):
+    not_a_folder = tmp_path / "out"
+    not_a_folder.write_text("")
+    proc = cli("-i", inbox, "-o", not_a_folder, "-p", "2025-06-01", check_code=3)
+    assert proc.stderr == f"jwst-cal-ingest: 2025-06-01_152.csv: not ingested: File exists: {not_a_folder}\n"
+
+
+@pytest.mark.parametrize("pfx", ["../*", "/etc/", "../2025-06-01", "sub/2025"])
+def test_a_prefix_is_never_a_path(inbox: Path, tmp_path: Path, pfx: str):
+    proc = cli("-i", inbox, "-o", tmp_path / "out", "-p", pfx, check_code=2)
+    assert len(proc.stderr.splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_prefix_with_a_trailing_star_selects_by_name(inbox: Path, tmp_path: Path):
+    proc = cli("-i", inbox, "-o", tmp_path / "out", "-p", "2025-06-0*", check_code=1)
+    assert len([line for line in proc.stdout.splitlines() if "match-rate check" in line]) == len(SMALL)
+
+
+def test_a_killed_run_leaves_nothing_in_the_temp_folder(inbox: Path, tmp_path: Path):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    killed = subprocess.run([sys.executable, "-c", KILLER, "before-commit", "-i", str(inbox), "-o", str(tmp_path / "out"),
+                             "-p", "2025-06-01"], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "TMPDIR": str(temp)})
+    assert killed.returncode == -9
+    assert list(temp.iterdir()) == []

@@ -345,8 +345,10 @@ def connect(db_path: Path, timeout: float) -> duckdb.DuckDBPyConnection:
 class IngestStore:
     """Per-day versioned tables in `output_dir/jwst-cal.duckdb`, exported as `output_dir/{table}.csv`."""
 
-    def __init__(self, output_dir: Path, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT):
+    def __init__(self, output_dir: Path, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT, export: bool = True):
+        """Open (or create) the store; `export=False` keeps the CSV files as they are (a database built aside)."""
         self.output_dir = Path(output_dir)
+        self._exports = export
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self._lock = lock_folder(self.output_dir, lock_timeout)
         self._con = None
@@ -363,7 +365,7 @@ class IngestStore:
             self._sql("INSERT INTO identity SELECT ? WHERE NOT EXISTS (SELECT 1 FROM identity)", [str(uuid.uuid4())])
             for stale in self.output_dir.glob(TMP_PREFIX + "*"):
                 stale.unlink()
-            if self._marker().get("export") != self._export_id():  # a commit whose export did not finish
+            if export and self._marker().get("export") != self._export_id():  # a commit not fully exported
                 try:
                     self._export()
                 except Exception as err:
@@ -442,6 +444,8 @@ class IngestStore:
             raise
         finally:
             self._in_transaction = False
+        if not self._exports:
+            return
         try:
             self._export()
         except BaseException as err:
