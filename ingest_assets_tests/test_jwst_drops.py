@@ -6,17 +6,21 @@ import csv
 import datetime as dt
 from pathlib import Path
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 
-from ingest_assets.jwst_cal.constants import NUMERIC_COLS, OPTIONAL_COLS, REQUIRED_COLS
+from ingest_assets.defs.jwst_cal import jwst_cal_resources, jwst_raw_drop
+from ingest_assets.jwst_cal.constants import MAX_EXTRA_COLUMNS, NUMERIC_COLS, OPTIONAL_COLS, REQUIRED_COLS
 from ingest_assets.jwst_cal.drops import (
     DropError,
+    PrefixError,
     discover_drops,
     drop_date,
     drop_file_name,
     drop_name_problem,
+    drop_oddities,
     drop_problems,
     read_drop,
     read_drop_text,
@@ -49,6 +53,16 @@ def write_drop(folder: Path, rows: list[dict[str, str]], name: str = NAME, drop:
         writer = csv.DictWriter(handle, columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+    return path
+
+
+def write_records(folder: Path, rows: list[dict[str, str]], newline: str = "\n") -> Path:
+    """Write rows (columns of the first row) with the given line break, quoting fields only where needed."""
+    path = folder / NAME
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator=newline)
+        writer.writerow(list(rows[0]))
+        writer.writerows([list(row.values()) for row in rows])
     return path
 
 
@@ -112,7 +126,8 @@ def test_discover_sorts_drops_by_date_and_explains_ignored_files(tmp_path):
     assert [p.name for p in drops] == ["2025-03-01_060.csv", "2025-03-02_061.csv", "2025-03-03_062.csv"]
     assert all(p.parent == tmp_path for p in drops)
     reasons = dict(ignored)
-    assert set(reasons) == {"2025-03-02_062.csv", "notes.csv"}
+    assert set(reasons) == {"2025-03-02_062.csv", "notes.csv", "2025-03-05_064.csv"}
+    assert reasons["2025-03-05_064.csv"] == "a directory, not a file"
     assert "062" in reasons["2025-03-02_062.csv"] and "061" in reasons["2025-03-02_062.csv"]
     assert "YYYY-MM-DD_DDD.csv" in reasons["notes.csv"]
 
@@ -121,6 +136,8 @@ def test_discover_sorts_drops_by_date_and_explains_ignored_files(tmp_path):
     ("2025-03-0[1-2]", ["2025-03-01_060.csv", "2025-03-02_061.csv"]),
     ("*_06[01]", ["2025-03-01_060.csv", "2025-03-02_061.csv"]),
     ("2025-03-03", ["2025-03-03_062.csv"]),
+    ("2025-03-0*", ["2025-03-01_060.csv", "2025-03-02_061.csv", "2025-03-03_062.csv"]),
+    ("2025-03-0?_06?", ["2025-03-01_060.csv", "2025-03-02_061.csv", "2025-03-03_062.csv"]),
     ("2024", []),
 ])
 def test_discover_prefix_is_a_glob(tmp_path, pfx, expected):
@@ -128,6 +145,28 @@ def test_discover_prefix_is_a_glob(tmp_path, pfx, expected):
     drops, ignored = discover_drops(tmp_path, pfx)
     assert [p.name for p in drops] == expected
     assert "notes.csv" not in dict(ignored)
+
+
+@pytest.mark.parametrize("pfx", [
+    "../*", "/etc/", "../2025-03-09_068", "inbox/2025", "..", "..\\2025", "*/2025", "sub/../2025",
+])
+def test_discover_prefix_that_is_a_path_is_refused(tmp_path, pfx):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    make_inbox(inbox)
+    (tmp_path / "2025-03-09_068.csv").write_text("Dataset\nx\n")
+    with pytest.raises(PrefixError) as info:
+        discover_drops(inbox, pfx)
+    assert isinstance(info.value, ValueError)
+    assert repr(pfx) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_discover_skips_hidden_files_as_glob_does(tmp_path):
+    make_inbox(tmp_path)
+    (tmp_path / ".2025-03-06_065.csv").write_text("Dataset\nx\n")
+    drops, ignored = discover_drops(tmp_path)
+    assert ".2025-03-06_065.csv" not in [p.name for p in drops] + [name for name, _ in ignored]
+    assert [name for name, _ in discover_drops(tmp_path, ".2025")[1]] == [".2025-03-06_065.csv"]
 
 
 def test_discover_missing_folder(tmp_path):
@@ -194,6 +233,146 @@ def test_row_wider_than_header_names_the_line(tmp_path):
     assert err.line == 3 and str(err).startswith(f"{NAME}: line 3:")
 
 
+def test_row_shorter_than_header_names_the_line(tmp_path):
+    rows = [good_row(), good_row(DagNodeName="CALWEBB_IMAGE3", ImageSize="123"), good_row()]
+    path = write_drop(tmp_path, rows)
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2].rsplit(",", 2)[0]
+    path.write_text("\n".join(lines) + "\n")
+    err = raised(path)
+    n = len(good_row())
+    assert (err.line, err.column) == (3, None)
+    assert str(err) == f"{NAME}: line 3: {n - 2} fields where the header has {n}"
+
+
+def test_file_cut_off_mid_row(tmp_path):
+    path = write_drop(tmp_path, [good_row()] * 4)
+    text = path.read_text()
+    path.write_text(text[: len(text) - len(text.splitlines()[-1]) // 2])
+    err = raised(path)
+    assert err.line == 5 and "fields where the header has" in str(err)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+@pytest.mark.parametrize(("fault", "column", "reason"), [
+    ({"ImageSize": "12kB"}, "ImageSize", "'12kB' is not a number"),
+    ({"Dataset": ""}, "Dataset", "empty Dataset"),
+    ({"ImageSize": "-4"}, "ImageSize", "'-4' is not a memory footprint"),
+    ({"Dataset": "jwXY001_uncal.fits", "DagNodeName": "CALWEBB_DETECTOR1"}, "Dataset", "5-digit program number"),
+    (None, None, "fields where the header has"),
+])
+def test_lines_are_physical_lines_of_the_file(tmp_path, newline, fault, column, reason):
+    quoted = good_row(TARGNAME=f"NGC{newline}1234", FILTER="F200W,F444W")  # a line break and a comma inside quotes
+    last = good_row(**(fault or {}))
+    if fault is None:
+        del last["GS_MAG"]
+    path = write_records(tmp_path, [good_row(), quoted, good_row(), last], newline)
+    err = raised(path)
+    assert (err.line, err.column) == (6, column)  # header 1, rows on 2, 3-4, 5, 6
+    assert reason in str(err)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_quoted_fields_read_verbatim(tmp_path, newline):
+    rows = [good_row(TARGNAME=f'NGC "a"{newline}b', FILTER="F200W,F444W"), good_row(TARGNAME="")]
+    path = write_records(tmp_path, rows, newline)
+    text = read_drop_text(path)
+    assert text.cells["TARGNAME"].tolist() == [f'NGC "a"{newline}b', ""]
+    assert text.cells["FILTER"].iloc[0] == "F200W,F444W"
+    assert text.lines.tolist() == [2, 4]
+
+
+def test_unterminated_quoted_field_names_its_line(tmp_path):
+    path = write_drop(tmp_path, [good_row()] * 3)
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2].replace("NGC-1234", '"NGC-1234')
+    path.write_text("\n".join(lines + [lines[1]]) + "\n")
+    err = raised(path)
+    assert err.line == 3 and "quoted field" in str(err) and "never closed" in str(err)
+
+
+@pytest.mark.parametrize("targname", ['NGC "1234"', '"NGC" 1234'])
+def test_stray_quote_is_bad_input(tmp_path, targname):
+    path = write_drop(tmp_path, [good_row()] * 3)
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2].replace("NGC-1234", targname)
+    path.write_text("\n".join(lines) + "\n")
+    err = raised(path)
+    assert err.line == 3 and "quote" in str(err)
+
+
+def test_extra_columns_up_to_the_limit_are_kept(tmp_path):
+    extra = {f"X{i}": str(i) for i in range(MAX_EXTRA_COLUMNS)}
+    known = {c: "1" for c in OPTIONAL_COLS}
+    drop = read_drop(write_drop(tmp_path, [good_row() | known | extra]))
+    assert list(drop.columns) == list(good_row() | known | extra)
+
+
+def test_too_many_extra_columns_is_refused_from_the_header_alone(tmp_path, monkeypatch):
+    extra = {f"X{i}": "" for i in range(MAX_EXTRA_COLUMNS + 1)}
+    path = write_drop(tmp_path, [good_row() | extra] * 2)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines + ["too,short"]) + "\n")
+    monkeypatch.setattr(pd, "read_csv", lambda *a, **k: pytest.fail("the body was parsed"))
+    err = raised(path)
+    assert err.line == 1
+    assert str(err) == (
+        f"{NAME}: line 1: {MAX_EXTRA_COLUMNS + 1} columns beyond the known ones (at most {MAX_EXTRA_COLUMNS}): "
+        "X0, X1, X2, X3, X4, ..."
+    )
+
+
+def test_program_number_is_checked_on_science_rows_only(tmp_path):
+    rows = [good_row(Dataset="memory_estimate", DagNodeName="ESTIMATE_LEVEL_3_MEMORY"),
+            good_row(Dataset="jw0123x001001_02101_00001_nrca1", DagNodeName="CALWEBB_DETECTOR1")]
+    err = raised(write_drop(tmp_path, rows))
+    assert (err.line, err.column) == (3, "Dataset")
+    assert "'jw0123x001001_02101_00001_nrca1' does not carry a 5-digit program number" in str(err)
+
+
+@pytest.mark.parametrize("size", ["-5", "0", "-0.0", "-1e3"])
+def test_image_size_must_be_positive(tmp_path, size):
+    err = raised(write_drop(tmp_path, [good_row(), good_row(DagNodeName="CALWEBB_IMAGE3", ImageSize=size)]))
+    assert (err.line, err.column) == (3, "ImageSize")
+    assert f"line 3, column ImageSize: {size!r} is not a memory footprint (it must be positive)" in str(err)
+
+
+def test_l3_rows_without_image_size_are_kept_and_reported(tmp_path):
+    rows = [
+        good_row(Dataset="jw01234-o001_t001_nircam_clear-f200w", DagNodeName="CALWEBB_IMAGE3", ImageSize=""),
+        good_row(ImageSize=""),  # not an L3 row
+        good_row(Dataset="jw01234-o002_t001_nircam_clear-f200w", DagNodeName="CALWEBB_IMAGE3", ImageSize="NONE"),
+        good_row(Dataset="jw01234-o003_t001_nircam_clear-f200w", DagNodeName="CALWEBB_IMAGE3"),
+    ]
+    path = write_drop(tmp_path, rows)
+    assert len(read_drop(path)) == 4
+    oddities = drop_oddities(read_drop_text(path))
+    assert [(o.line, o.column) for o in oddities] == [(2, "ImageSize"), (4, "ImageSize")]
+    assert str(oddities[0]) == (
+        f"{NAME}: line 2, column ImageSize: L3 product 'jw01234-o001_t001_nircam_clear-f200w' has no ImageSize: "
+        "it is ingested but cannot become a training row"
+    )
+
+
+def test_raw_drop_asset_warns_about_l3_rows_without_image_size(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    product = "jw01234-o001_t001_nircam_clear-f200w"
+    write_drop(inbox, [good_row(), good_row(Dataset=product, DagNodeName="CALWEBB_IMAGE3", ImageSize="")])
+    resources = jwst_cal_resources(str(inbox), str(tmp_path / "out"), str(tmp_path / "storage"))
+    result = dg.materialize([jwst_raw_drop], partition_key="2025-03-01", resources=resources)
+    assert result.success
+    found = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert found["drop_is_valid"].passed
+    warning = found["l3_rows_have_image_size"]
+    assert not warning.passed and warning.severity == dg.AssetCheckSeverity.WARN
+    assert warning.metadata["n_rows"].value == 1
+    assert warning.metadata["rows"].value == [
+        f"{NAME}: line 3, column ImageSize: L3 product {product!r} has no ImageSize: "
+        "it is ingested but cannot become a training row"
+    ]
+
+
 def test_duplicate_column_names(tmp_path):
     path = write_drop(tmp_path, [good_row()])
     lines = path.read_text().splitlines()
@@ -207,17 +386,21 @@ def test_empty_dataset_names_the_line(tmp_path):
     assert (err.line, err.column) == (4, "Dataset")
 
 
-def test_blank_line_inside_the_data_is_an_empty_dataset(tmp_path):
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_blank_line_inside_the_data_is_bad_input_trailing_ones_are_not(tmp_path, newline):
     path = write_drop(tmp_path, [good_row()] * 3)
     lines = path.read_text().splitlines()
-    path.write_text("\n".join(lines[:2] + [""] + lines[2:]) + "\n\n")
-    assert raised(path).line == 3
+    path.write_bytes(newline.join(lines[:2] + [""] + lines[2:] + ["", ""]).encode())
+    err = raised(path)
+    assert (err.line, str(err)) == (3, f"{NAME}: line 3: empty line")
+    path.write_bytes(newline.join(lines + ["", ""]).encode())
+    assert len(read_drop(path)) == 3
 
 
 def test_all_problems_in_file_order(tmp_path):
     rows = [good_row(), good_row(ImageSize="x"), good_row(Dataset="", CRVAL1="y"), good_row(TARG_DEC="z")]
     path = write_drop(tmp_path, rows, drop=("GS_MAG",))
-    problems = drop_problems(read_drop_text(path), path)
+    problems = drop_problems(read_drop_text(path))
     assert [(p.line, p.column) for p in problems] == [
         (None, "GS_MAG"), (3, "ImageSize"), (4, "Dataset"), (4, "CRVAL1"), (5, "TARG_DEC"),
     ]
@@ -274,8 +457,9 @@ def test_utf8_byte_order_mark_is_not_part_of_the_first_name(tmp_path):
 def test_text_frame_keeps_cells_as_written(tmp_path):
     path = write_drop(tmp_path, [good_row(CRVAL1="NONE", SUBARRAY="", ImageSize="007")])
     text = read_drop_text(path)
-    assert text.loc[0, "CRVAL1"] == "NONE" and text.loc[0, "SUBARRAY"] == "" and text.loc[0, "ImageSize"] == "007"
-    assert drop_problems(text, path) == []
+    cells = text.cells
+    assert cells.loc[0, "CRVAL1"] == "NONE" and cells.loc[0, "SUBARRAY"] == "" and cells.loc[0, "ImageSize"] == "007"
+    assert drop_problems(text) == []
     typed = type_drop(text)
     assert typed.loc[0, "ImageSize"] == 7.0 and typed.loc[0, "SUBARRAY"] == "NONE"
 

@@ -17,10 +17,11 @@ from ingest_assets.defs.folders import IngestFolders
 from ingest_assets.defs.partitioned_pickle import PartitionedPickleIOManager
 from ingest_assets.jwst_cal.day import DayOutcome
 from ingest_assets.jwst_cal.drops import (
-    DropError, discover_drops, drop_date, drop_file_name, drop_problems, read_drop_text, type_drop,
+    DropError, discover_drops, drop_date, drop_file_name, drop_oddities, drop_problems, read_drop_text, type_drop,
 )
 from ingest_assets.jwst_cal.features import IngestError
 from ingest_assets.jwst_cal.pipeline import ingest_scrubbed
+from ingest_assets.jwst_cal.store import DEFAULT_LOCK_TIMEOUT, ExportIncompleteError, StoreError
 from ingest_assets.jwst_cal.scrub import ScrubbedDrop, is_level1, is_level3, scrub_drop
 
 GROUP = "jwst_cal"
@@ -29,12 +30,14 @@ SERIAL_TAG = {"ingest/serial": "jwst_cal"}
 # JWST's launch day: every drop is later. end_offset=1 lets a drop named for today run today.
 daily_partitions = dg.DailyPartitionsDefinition(start_date="2021-12-25", timezone="UTC", end_offset=1)
 PREVIOUS_DAY = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
+LISTED_ODDITIES = 100  # rows listed in a WARN check's metadata; n_rows counts them all
 
 
 class JwstCalPaths(IngestFolders):
     """Where the daily drops arrive and where the output database (CSV files + jwst-cal.duckdb) lives."""
 
     save_l1: bool = False
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
 
 
 def _failure(err: Exception, **metadata) -> dg.Failure:
@@ -45,10 +48,17 @@ def _failure(err: Exception, **metadata) -> dg.Failure:
 
 @dg.asset(
     partitions_def=daily_partitions, group_name=GROUP, io_manager_key=IO_MANAGER, kinds={"csv", "pandas"},
-    check_specs=[dg.AssetCheckSpec(
-        "drop_is_valid", asset="jwst_raw_drop", blocking=True,
-        description="Required columns present; ImageSize and the coordinate columns numeric; Dataset never empty.",
-    )],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "drop_is_valid", asset="jwst_raw_drop", blocking=True,
+            description="Required columns present; ImageSize and the coordinate columns numeric, ImageSize positive; "
+                        "Dataset never empty, with a program number on L1/L3 rows.",
+        ),
+        dg.AssetCheckSpec(
+            "l3_rows_have_image_size", asset="jwst_raw_drop",
+            description="Every L3 row has an ImageSize (one without is ingested but never becomes a training row).",
+        ),
+    ],
 )
 def jwst_raw_drop(context: dg.AssetExecutionContext, jwst_cal_paths: JwstCalPaths):
     """The day's raw drop `YYYY-MM-DD_DDD.csv` from the inbox, typed (text columns stay text, D6)."""
@@ -59,8 +69,9 @@ def jwst_raw_drop(context: dg.AssetExecutionContext, jwst_cal_paths: JwstCalPath
         text = read_drop_text(path)
     except DropError as err:
         raise _failure(err) from err
-    problems = drop_problems(text, path)
-    frame = text if problems else type_drop(text)
+    problems = drop_problems(text)
+    oddities = drop_oddities(text)
+    frame = text.cells if problems else type_drop(text)
     dag = frame["DagNodeName"] if "DagNodeName" in frame else pd.Series(dtype=str)
     yield dg.Output(frame, metadata={
         "file": dg.MetadataValue.path(str(path)), "dagster/row_count": len(frame), "columns": len(frame.columns),
@@ -69,6 +80,11 @@ def jwst_raw_drop(context: dg.AssetExecutionContext, jwst_cal_paths: JwstCalPath
     yield dg.AssetCheckResult(
         check_name="drop_is_valid", passed=not problems, severity=dg.AssetCheckSeverity.ERROR,
         metadata={"problems": dg.MetadataValue.json([str(p) for p in problems]), "n_problems": len(problems)},
+    )
+    yield dg.AssetCheckResult(
+        check_name="l3_rows_have_image_size", passed=not oddities, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"rows": dg.MetadataValue.json([str(o) for o in oddities[:LISTED_ODDITIES]]),
+                  "n_rows": len(oddities)},
     )
 
 
@@ -115,8 +131,9 @@ def jwst_priors(context: dg.AssetExecutionContext, jwst_scrubbed_exposures, jwst
     outcomes = {}
     for key in keys:
         try:
-            outcome = ingest_scrubbed(scrubbed[key], jwst_cal_paths.output, save_l1=jwst_cal_paths.save_l1)
-        except (DropError, IngestError) as err:
+            outcome = ingest_scrubbed(scrubbed[key], jwst_cal_paths.output, save_l1=jwst_cal_paths.save_l1,
+                                      lock_timeout=jwst_cal_paths.lock_timeout)
+        except (DropError, IngestError, StoreError, ExportIncompleteError) as err:
             raise _failure(err, day=key) from err
         context.add_asset_metadata(_day_metadata(outcome), partition_key=key)
         context.log.info(f"{key}: {_day_metadata(outcome)}")
@@ -211,10 +228,12 @@ def jwst_cal_catchup_schedule(context: dg.ScheduleEvaluationContext, jwst_cal_pa
     return dg.RunRequest(partition_key=day.isoformat(), run_key=f"catchup:{day}")
 
 
-def jwst_cal_resources(inbox_dir: str, output_dir: str, storage_dir: str, save_l1: bool = False) -> dict:
+def jwst_cal_resources(inbox_dir: str, output_dir: str, storage_dir: str, save_l1: bool = False,
+                       lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> dict:
     """The resources of this group for given folders."""
     return {
-        "jwst_cal_paths": JwstCalPaths(inbox_dir=inbox_dir, output_dir=output_dir, save_l1=save_l1),
+        "jwst_cal_paths": JwstCalPaths(inbox_dir=inbox_dir, output_dir=output_dir, save_l1=save_l1,
+                                       lock_timeout=lock_timeout),
         IO_MANAGER: PartitionedPickleIOManager(base_dir=storage_dir),
     }
 
@@ -229,5 +248,6 @@ defs = dg.Definitions(
         output_dir=os.environ.get("JWST_CAL_OUTPUT", "data/jwst_cal/out"),
         storage_dir=os.environ.get("JWST_CAL_STORAGE", "data/jwst_cal/storage"),
         save_l1=os.environ.get("JWST_CAL_SAVE_L1", "").lower() in ("1", "true", "yes"),
+        lock_timeout=float(os.environ.get("JWST_CAL_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT)),
     ),
 )

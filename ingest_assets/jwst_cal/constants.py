@@ -36,6 +36,9 @@ REQUIRED_COLS = (
 ) + FLOAT_COLS
 # Read when present; an absent one reads as the string "NaN", as in the reference scraper.
 OPTIONAL_COLS = ("TSOVISIT", "BKGDTARG", "IS_IMPRT", "CROWDFLD", "NUMDTHPT", "NEXPOSUR")
+# Columns a drop may carry beyond REQUIRED_COLS and OPTIONAL_COLS. They pass through to ingest.csv, training.csv,
+# level1.csv and mosaics.csv (spec 2.4); a drop with more is bad input, so that stray columns cannot swell the store.
+MAX_EXTRA_COLUMNS = 100
 
 # The scraper's key order; it fixes the column order of raw-*.csv.
 SCRAPER_KEYS = (

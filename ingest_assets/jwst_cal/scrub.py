@@ -6,17 +6,17 @@ Everything here depends on the drop alone (no state), so it is the stateless fir
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .constants import FALSEVALS, L3_TYPES, WFSC_VISITYPES
-from .drops import DropError
 
 PARAM_KEYS = ("pid", "OBSERVTN", "FILTER", "GRATING", "PUPIL", "SUBARRAY", "FXD_SLIT", "EXP_TYPE", "BAND")
 WFSC_PARAM_KEYS = ("pid", "OBSERVTN", "FILTER", "PUPIL", "DETECTOR")
+PROGRAM_ID = re.compile(r"..[0-9]{5}", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,22 @@ def is_level3(dag: pd.Series) -> pd.Series:
     return _by_value(dag, lambda v: "3" in v and "MEMORY" not in v)
 
 
+def product_names(dataset: pd.Series) -> pd.Series:
+    """`dname` of each Dataset: without its last `_`-token when it ends in "fits" (`..._nrca1_uncal.fits`)."""
+    fits = dataset.str.endswith("fits")
+    return dataset.mask(fits, dataset[fits].str.rsplit("_", n=1).str[0])
+
+
+def has_program_id(dname: pd.Series) -> pd.Series:
+    """Names with a 5-digit program number at characters 3-7 (`jw01234...`)."""
+    return dname.str.match(PROGRAM_ID)
+
+
+def program_ids(dname: pd.Series) -> pd.Series:
+    """The program number of names that have one (see `has_program_id`): `jw01234...` -> 1234."""
+    return dname.str.slice(2, 7).astype(np.int64)
+
+
 def join_params(frame: pd.DataFrame, keys: tuple[str, ...]) -> pd.Series:
     """'-'-join of the keys' values, skipping values whose text is in FALSEVALS (built once per distinct key set)."""
     text = frame[list(keys)].astype(str).astype(object)
@@ -67,17 +83,16 @@ def join_params(frame: pd.DataFrame, keys: tuple[str, ...]) -> pd.Series:
 
 
 def scrub_drop(drop: pd.DataFrame, day: dt.date, file: str) -> ScrubbedDrop:
-    """Run the reference's initial scrub on one typed drop (see `drops.read_drop`)."""
+    """Run the reference's initial scrub on one typed drop that passed its checks (see `drops.read_drop`)."""
     dag = drop["DagNodeName"]
     science = drop.loc[is_level1(dag) | is_level3(dag)].copy()
     science["date"] = day.isoformat()
     science["year"] = np.int64(day.year)
     science["doy"] = np.int64(day.timetuple().tm_yday)
 
-    dataset = science["Dataset"].astype(str)
-    science["dname"] = dataset.where(~dataset.str.endswith("fits"), dataset.str.rsplit("_", n=1).str[0])
+    science["dname"] = product_names(science["Dataset"].astype(str))
     science = science.rename(columns={"ImageSize": "imagesize", "DagNodeName": "dag"})
-    science["pid"] = _program_ids(science["dname"], file)
+    science["pid"] = program_ids(science["dname"])
     science["OBSERVTN"] = science["OBSERVTN"].astype(str).str.rjust(3, "0")
     science["PROGRAM"] = science["PROGRAM"].astype(str).str.rjust(5, "0")
     science["TARG_RA"] = np.round(science["TARG_RA"].to_numpy(float), 8)
@@ -107,14 +122,3 @@ def scrub_drop(drop: pd.DataFrame, day: dt.date, file: str) -> ScrubbedDrop:
         mosaics=mosaics.reset_index(drop=True), mrs_ch24_dropped=int(ch24.sum()),
     )
 
-
-def _program_ids(dname: pd.Series, file: str) -> pd.Series:
-    """The program number of each name (`jw01234...` -> 1234); a name without one is an input error."""
-    digits = dname.str.slice(2, 7)
-    pid = pd.to_numeric(digits, errors="coerce")
-    bad = pid.isna() | (digits.str.len() != 5)
-    if bad.any():
-        first = bad.idxmax()
-        raise DropError(Path(file), int(first) + 2, "Dataset",
-                        f"{dname[first]!r} does not carry a 5-digit program number at characters 3-7")
-    return pid.astype(np.int64)
