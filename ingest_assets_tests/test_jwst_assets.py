@@ -110,6 +110,20 @@ def test_invalid_drop_fails_its_check_and_ingests_nothing(folders):
         assert {p.name: p.read_bytes() for p in folders["out"].glob("*.csv")} == before
 
 
+def test_a_deleted_database_fails_the_day_with_its_cause_and_keeps_the_exports(folders):
+    with dg.instance_for_test() as instance:
+        dg.materialize(JWST_ASSETS, partition_key=SMALL[0].date, resources=resources(folders), instance=instance)
+        (folders["out"] / "jwst-cal.duckdb").unlink()
+        before = {p.name: p.read_bytes() for p in folders["out"].glob("*.csv")}
+        result = dg.materialize(JWST_ASSETS, partition_key=SMALL[1].date, resources=resources(folders),
+                                instance=instance, raise_on_error=False)
+        assert not result.success
+        (failure,) = result.get_step_failure_events()
+        description = failure.step_failure_data.user_failure_data.description
+        assert "but no jwst-cal.duckdb: the database was deleted or moved" in description
+        assert {p.name: p.read_bytes() for p in folders["out"].glob("*.csv")} == before
+
+
 def test_sensor_requests_new_drops_oldest_first_and_once(folders):
     (folders["inbox"] / "notes.csv").write_text("x\n")
     with dg.instance_for_test() as instance:
