@@ -25,18 +25,30 @@ Visits are the sub-directories of INPUT named <ipppss> (e.g. ibl738) or, for syn
   svm_features_raw/<visit>.csv    18 raw columns + index (spacekit's raw_F.csv)
   svm_features/<visit>.csv        numexp,rms_ra,rms_dec,nmatches,point,segment,gaia,det,wcs,cat[,label],index
   img/<index>/<index>{,_source,_gaia}.png
-  preprocessed.csv, raw_combined.csv   all visits of the instance combined
+  preprocessed.csv, raw_combined.csv   every svm_features[_raw]/<visit>.csv of OUTPUT combined, in
+                                       visit-name order (also visits ingested by earlier runs)
   storage/                        Dagster's pickled intermediates
+A visit that fails leaves no rows in svm_features[_raw]/ and no images, so the combined tables leave it out.
+
+MAST target categories (default: offline, no network): read from the local table --mast-table,
+data/hst_svm/mast_categories.csv, which holds only the targets of the bundled sample visits.
+A target without a classification fails its visit (exit 2) unless --allow-unresolved-targets (or
+HST_SVM_ALLOW_UNRESOLVED=1) codes it U=3, as spacekit does; --mast live asks MAST itself.
+
 Environment defaults: HST_SVM_INBOX, HST_SVM_OUTPUT, HST_SVM_MAST (offline|live), HST_SVM_MAST_TABLE,
-HST_SVM_MAST_CACHE. Input visit dirs are never modified or deleted.
+HST_SVM_MAST_CACHE, HST_SVM_ALLOW_UNRESOLVED. Input visit dirs are never modified or deleted.
+Output: one tab-separated line per visit: VISIT, STATUS (ok, CHECK FAILED, FAILED, SKIPPED), detail; a failed
+visit's detail is one line "visit V: cause" naming the file or target. Then a "training sets" line.
 Exit status: 0 all visits ingested and no ERROR check failed (WARN checks are printed only);
-1 an ERROR-severity check failed; 2 bad input (unreadable or incomplete visit) or bad usage.
+1 an ERROR-severity check failed (the line names the check and what it found); 2 bad input (an unreadable or
+incomplete visit, an unresolved target, a MAST failure) or bad usage.
 
 examples:
   hst-svm-ingest                                   # every complete visit in data/hst_svm/inbox
   hst-svm-ingest -i /data/svm -o /data/svm_out -z ibl738 -z j96029
   hst-svm-ingest -z /data/svm/ibl738 --no-draw     # one visit given by path, no PNGs
-  hst-svm-ingest --mast live --strict-category     # ask MAST (pip install 'ingest_assets[mast]')
+  hst-svm-ingest --mast live                       # ask MAST (pip install 'ingest_assets[mast]')
+  hst-svm-ingest --allow-unresolved-targets        # code unknown targets U=3 instead of failing
 """
 
 
@@ -70,17 +82,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-training-sets", action="store_true",
                         help="do not rebuild preprocessed.csv and raw_combined.csv")
     parser.add_argument("--mast", choices=("offline", "live"), default=env("HST_SVM_MAST", "offline"),
-                        help="target-category lookup: a local table (default) or live MAST via astroquery")
+                        help="target-category lookup (default: $HST_SVM_MAST or offline): offline reads "
+                             "--mast-table, live asks MAST through astroquery (3 attempts, then the visit fails)")
     parser.add_argument("--mast-table", default=env("HST_SVM_MAST_TABLE", "data/hst_svm/mast_categories.csv"),
                         help="offline table of MAST observation rows (target_name, proposal_id, s_ra, s_dec, "
-                             "target_classification)")
+                             "target_classification) (default: $HST_SVM_MAST_TABLE or "
+                             "data/hst_svm/mast_categories.csv, the sample visits' targets only)")
     parser.add_argument("--mast-cache", default=env("HST_SVM_MAST_CACHE", "data/hst_svm/mast_cache.json"),
                         help="persistent cache of live MAST answers")
-    parser.add_argument("--strict-category", action="store_true",
-                        help='fail a visit whose target has no MAST classification (default: "None", code U=3)')
+    parser.add_argument("--allow-unresolved-targets", action="store_true",
+                        default=svm.env_flag(svm.ALLOW_UNRESOLVED_ENV),
+                        help='code a target without MAST classification as "None" (U=3) and warn, as spacekit '
+                             "does (default: $HST_SVM_ALLOW_UNRESOLVED or off: its visit fails)")
     parser.add_argument("--dagster-home", type=Path,
-                        help="use (and keep) this Dagster instance dir; the training sets then cover every visit "
-                             "ever ingested into it (default: an ephemeral instance, so they cover this run)")
+                        help="use (and keep) this Dagster instance dir for the runs (default: an ephemeral instance)")
     return parser.parse_args(argv)
 
 
@@ -114,8 +129,8 @@ def resources(args: argparse.Namespace, inbox: Path) -> dict[str, object]:
     return {
         "hst_svm_storage": svm.SvmStorage(inbox_dir=str(inbox), output_dir=str(args.output), settle_seconds=0),
         "hst_svm_mast": svm.MastCategoryResource(mode=args.mast, table_path=args.mast_table,
-                                                 cache_path=args.mast_cache,
-                                                 allow_unresolved_category=not args.strict_category),
+                                                 cache_path=args.mast_cache, step_retries=0,
+                                                 allow_unresolved_targets=args.allow_unresolved_targets),
         "hst_svm_io_manager": dg.FilesystemIOManager(base_dir=str(args.output / "storage")),
     }
 
@@ -137,11 +152,17 @@ def row_counts(result: dg.ExecuteInProcessResult) -> dict[str, int]:
             for m in events if "dagster/row_count" in m.metadata}
 
 
+def check_error(evaluation: dg.AssetCheckEvaluation) -> str:
+    """A failed ERROR check by name, with its one-line summary when it has one."""
+    summary = evaluation.metadata.get(svm.SUMMARY)
+    return evaluation.check_name + (f" ({summary.value})" if summary else "")
+
+
 def outcome(visit: str, result: dg.ExecuteInProcessResult) -> VisitOutcome:
     """Status line of one visit run from its check evaluations and failures."""
     checks = result.get_asset_check_evaluations()
     failed = [c for c in checks if not c.passed]
-    errors = [c.check_name for c in failed if c.severity == dg.AssetCheckSeverity.ERROR]
+    errors = [check_error(c) for c in failed if c.severity == dg.AssetCheckSeverity.ERROR]
     warnings = [c.check_name for c in failed if c.severity == dg.AssetCheckSeverity.WARN]
     rows = row_counts(result).get("svm_features")
     summary = f"{rows if rows is not None else '?'} product(s), {len(checks) - len(failed)}/{len(checks)} checks passed"
@@ -171,7 +192,7 @@ def run_visit(visit: str, args: argparse.Namespace, res: dict[str, object],
 
 
 def build_training_sets(res: dict[str, object], instance: dg.DagsterInstance) -> VisitOutcome:
-    """Rebuild preprocessed.csv and raw_combined.csv from every visit of the instance."""
+    """Rebuild preprocessed.csv and raw_combined.csv from every visit CSV in the output folder."""
     result = dg.materialize([*svm.VISIT_ASSETS, *svm.TRAINING_ASSETS], selection=svm.TRAINING_ASSETS,
                             resources=res, instance=instance, raise_on_error=False, run_config=QUIET_LOGS)
     rows = row_counts(result)
@@ -196,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     for visit in visits:
         outcomes.append(run_visit(visit, args, res, instance))
         print(f"{visit}\t{outcomes[-1].status}\t{outcomes[-1].detail}", flush=True)
-    if not args.no_training_sets and any(o.code == EXIT_OK for o in outcomes):
+    if visits and not args.no_training_sets:  # also after failures: a failed visit's rows were withdrawn
         outcomes.append(build_training_sets(res, instance))
         print(f"{outcomes[-1].visit}\t{outcomes[-1].status}\t{outcomes[-1].detail}")
     if not outcomes:

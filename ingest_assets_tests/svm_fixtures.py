@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     write_category_table(args.dir / "mast_categories.csv")
 
 
-def svm_resources(root: Path, allow_unresolved: bool = True, settle_seconds: float = 0) -> dict[str, object]:
+def svm_resources(root: Path, allow_unresolved: bool = False, settle_seconds: float = 0) -> dict[str, object]:
     """Dagster resources of the SVM group over `root/inbox`, `root/out` and a fixture MAST table."""
     table = root / "mast_categories.csv"
     if not table.exists():
@@ -232,7 +232,7 @@ def svm_resources(root: Path, allow_unresolved: bool = True, settle_seconds: flo
         "hst_svm_storage": hst_svm.SvmStorage(inbox_dir=str(root / "inbox"), output_dir=str(root / "out"),
                                               settle_seconds=settle_seconds),
         "hst_svm_mast": hst_svm.MastCategoryResource(table_path=str(table),
-                                                     allow_unresolved_category=allow_unresolved),
+                                                     allow_unresolved_targets=allow_unresolved),
         "hst_svm_io_manager": dg.FilesystemIOManager(base_dir=str(root / "out" / "storage")),
     }
 

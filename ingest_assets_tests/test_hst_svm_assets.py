@@ -67,12 +67,12 @@ def checks_of(result) -> dict[str, tuple[bool, str]]:
 
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory):
-    """Every fixture variant ingested (without images) into one instance."""
+    """Every fixture variant ingested (without images, unresolved targets allowed) into one instance."""
     root = tmp_path_factory.mktemp("svm")
     instance = dg.DagsterInstance.ephemeral()
     for visit in VARIANTS.values():
         build_visit(root / "inbox", visit)
-    results = {name: materialize_visit(root, instance, name) for name in VARIANTS}
+    results = {name: materialize_visit(root, instance, name, allow_unresolved=True) for name in VARIANTS}
     return root, instance, results
 
 
@@ -83,6 +83,22 @@ def test_feature_rows_equal_the_golden_rows(ingested, visit):
     lines = (root / "out" / "svm_features" / f"{visit}.csv").read_text().splitlines()
     header = FEATURE_HEADER.replace(",index", ",label,index") if visit.endswith("_stoc") else FEATURE_HEADER
     assert lines == [header, *GOLDEN[visit]]
+
+
+# Expected svm_features_raw CSV rows (spec 2.2-2.4, 2.6): `dataset` is index token 6, or tokens 6+ for a crpt set.
+GOLDEN_RAW = {
+    "ibl738": "ir,ibl738,NGC-104,6.02,-72.08,4,hst_12286_38_wfc3_ir_total_ibl738_drz.fits,30,25,12,0.5,0.4,42,"
+              "a posteriori,STELLAR CLUSTER;GLOBULAR CLUSTER,4,1,0,hst_12286_38_wfc3_ir_total_ibl738",
+    "ibl738_f160w_all_stoc": "ir,ibl738_f160w_all_stoc,NGC-104,6.02,-72.08,4,"
+                             "hst_12286_38_wfc3_ir_total_ibl738_drz.fits,30,25,12,0.5,0.4,42,a posteriori,"
+                             "STELLAR CLUSTER;GLOBULAR CLUSTER,4,1,0,hst_12286_38_wfc3_ir_total_ibl738_f160w_all_stoc",
+}
+
+
+@pytest.mark.parametrize("visit", sorted(GOLDEN_RAW))
+def test_raw_rows_equal_the_golden_rows(ingested, visit):
+    lines = (ingested[0] / "out" / "svm_features_raw" / f"{visit}.csv").read_text().splitlines()
+    assert lines == [RAW_HEADER, GOLDEN_RAW[visit]]
 
 
 def test_raw_features_have_the_reference_columns_and_raw_values(ingested):
@@ -203,9 +219,9 @@ def test_a_product_without_any_json_fails_the_row_count_check(tmp_path):
     assert evaluation.metadata["missing"].value == ["hst_12500_05_wfc3_uvis_total_ic0k05"]
 
 
-def test_strict_category_fails_an_unresolved_target(tmp_path):
+def test_an_unresolved_target_fails_its_visit_unless_allowed(tmp_path):
     build_visit(tmp_path / "inbox", VARIANTS["ib4606"])
-    result = materialize_visit(tmp_path, dg.DagsterInstance.ephemeral(), "ib4606", allow_unresolved=False)
+    result = materialize_visit(tmp_path, dg.DagsterInstance.ephemeral(), "ib4606")
     assert not result.success
     assert "MYSTERY-1" in failure_text(result)
 

@@ -30,7 +30,7 @@ def lines(capsys) -> dict[str, list[str]]:
 def test_every_complete_visit_is_ingested_and_combined(tmp_path, inbox, capsys):
     for name in ("ibl738", "ib4606", "ic0k05"):
         build_visit(inbox, VARIANTS[name])
-    assert run(tmp_path, "--no-draw") == 0
+    assert run(tmp_path, "--no-draw", "--allow-unresolved-targets") == 0
     out = lines(capsys)
     assert out["ibl738"] == ["ok", "1 product(s), 6/6 checks passed"]
     assert out["ib4606"][0] == "ok" and "WARN category_resolved" in out["ib4606"][1]
@@ -90,7 +90,8 @@ def test_help_documents_options_and_exit_codes():
     done = subprocess.run([sys.executable, "-m", "ingest_assets.hst_svm_cli", "--help"], capture_output=True, text=True,
                           check=False)
     assert done.returncode == 0
-    for word in ("--input", "--output", "--visit", "--json-pattern", "--no-draw", "--mast", "--strict-category",
+    for word in ("--input", "--output", "--visit", "--json-pattern", "--no-draw", "--mast",
+                 "--allow-unresolved-targets",
                  "--dagster-home", "Exit status", "HST_SVM_INBOX"):
         assert word in done.stdout
 

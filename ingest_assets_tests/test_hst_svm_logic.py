@@ -224,11 +224,20 @@ def test_fingerprint_changes_when_a_file_changes(tmp_path):
     assert visits.visit_state(folder).fingerprint != before
 
 
-def test_combined_features_keep_the_spec_columns_and_an_integer_label():
+def test_combined_features_read_every_visit_file_in_name_order_keeping_each_value_and_the_label(tmp_path):
     real = pd.DataFrame({c: [1] for c in outputs.FEATURE_COLS}, index=pd.Index(["b"], name="index"))
-    crpt = real.assign(label=1).set_axis(["a_x"])
-    combined = outputs.combine_features({"v2": real, "v1": crpt})
+    outputs.write_csv(real.assign(rms_ra=0.5), tmp_path / "ibl738.csv")
+    outputs.write_csv(real.assign(label=1).set_axis(["a_x"]), tmp_path / "ibl738_f160w_all_stoc.csv")
+    outputs.write_csv(real.set_axis(["c"]), tmp_path / "ab1234.csv")
+    (tmp_path / "notes.csv").write_text("not,a,visit\n")
+    combined = outputs.combine_features(tmp_path)
     assert list(combined.columns) == [*outputs.FEATURE_COLS, "label"]
-    assert list(combined.index) == ["a_x", "b"]
+    assert list(combined.index) == ["c", "b", "a_x"]
     assert outputs.with_index_column(combined).to_csv(index=False).splitlines()[1:] == [
-        "1,1,1,1,1,1,1,1,1,1,1,a_x", "1,1,1,1,1,1,1,1,1,1,,b"]
+        "1,1,1,1,1,1,1,1,1,1,,c", "1,0.5,1,1,1,1,1,1,1,1,,b", "1,1,1,1,1,1,1,1,1,1,1,a_x"]
+
+
+def test_a_visit_file_without_the_columns_is_named(tmp_path):
+    (tmp_path / "ibl738.csv").write_text("numexp,index\n4,x\n")
+    with pytest.raises(visits.SvmInputError, match=r"ibl738.csv lacks the column\(s\) \['rms_ra'"):
+        outputs.combine_features(tmp_path)

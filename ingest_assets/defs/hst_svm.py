@@ -27,6 +27,7 @@ from ingest_assets.hst_svm.draw import draw_product, product_files
 from ingest_assets.hst_svm.encode import unknown_values
 from ingest_assets.hst_svm.visits import (
     SvmInputError,
+    first_line,
     index_product,
     product_index,
     scan_inbox,
@@ -35,8 +36,11 @@ from ingest_assets.hst_svm.visits import (
 
 GROUP = "hst_svm"
 visit_partitions = dg.DynamicPartitionsDefinition(name="hst_svm_visit")
-ALL_VISITS = dg.AssetIn(partition_mapping=dg.AllPartitionMapping(), metadata={"allow_missing_partitions": True},
-                        dagster_type=dg.Any)
+# Per-visit assets whose CSVs feed the training sets; a failed visit run removes its files there.
+FEATURES, FEATURES_RAW = "svm_features", "svm_features_raw"
+ALLOW_UNRESOLVED_ENV = "HST_SVM_ALLOW_UNRESOLVED"
+ALLOW_UNRESOLVED_HINT = (f"allow unresolved targets (category U = 3) with --allow-unresolved-targets or "
+                         f"{ALLOW_UNRESOLVED_ENV}=1")
 
 
 # --- resources ------------------------------------------------------------------------------------------------------
@@ -61,18 +65,27 @@ class SvmStorage(IngestFolders):
     def img_root(self) -> Path:
         return self.output / "img"
 
+    def withdraw(self, visit: str) -> None:
+        """Remove a visit's feature CSVs and image folders, so that the training sets leave out a failed visit."""
+        for asset in (FEATURES_RAW, FEATURES):
+            self.asset_csv(asset, visit).unlink(missing_ok=True)
+        outputs.remove_stale_images(self.img_root, visit, keep=set())
+
 
 class MastCategoryResource(dg.ConfigurableResource):
     """MAST target classification: `offline` reads a local table of MAST observation rows; `live` asks MAST through
-    astroquery (extra `mast`) with retries and a persistent cache. A target without classification becomes
-    "None" (code U=3) when `allow_unresolved_category`, else its visit fails."""
+    astroquery (extra `mast`) with `retries` attempts per query and a persistent cache, and a failed lookup is
+    retried as a step `step_retries` times. A target without classification fails its visit, unless
+    `allow_unresolved_targets`: then it becomes "None" (code U=3) and a WARN check reports it."""
 
     mode: str = "offline"
     table_path: str = "data/hst_svm/mast_categories.csv"
     cache_path: str = "data/hst_svm/mast_cache.json"
     retries: int = 3
     retry_wait_seconds: float = 5.0
-    allow_unresolved_category: bool = True
+    step_retries: int = 2
+    step_retry_wait_seconds: float = 60.0
+    allow_unresolved_targets: bool = False
 
     def source(self) -> mast.CategorySource:
         """The configured lookup."""
@@ -84,7 +97,12 @@ class MastCategoryResource(dg.ConfigurableResource):
 
     def categories(self, scrubbed: pd.DataFrame) -> pd.Series:
         """Raw category string per product of a scrubbed visit."""
-        return mast.resolve_categories(mast.category_queries(scrubbed), self.source(), self.allow_unresolved_category)
+        return mast.resolve_categories(mast.category_queries(scrubbed), self.source(), self.allow_unresolved_targets)
+
+
+def env_flag(name: str) -> bool:
+    """True when the environment variable is set to 1, true or yes (any case)."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
 
 
 def resources_from_env() -> dict[str, object]:
@@ -98,21 +116,38 @@ def resources_from_env() -> dict[str, object]:
             mode=env("HST_SVM_MAST", "offline"),
             table_path=env("HST_SVM_MAST_TABLE", "data/hst_svm/mast_categories.csv"),
             cache_path=env("HST_SVM_MAST_CACHE", "data/hst_svm/mast_cache.json"),
-            allow_unresolved_category=env("HST_SVM_ALLOW_UNRESOLVED", "1") not in ("0", "false", "no"),
+            allow_unresolved_targets=env_flag(ALLOW_UNRESOLVED_ENV),
         ),
         "hst_svm_io_manager": dg.FilesystemIOManager(base_dir=str(Path(output) / "storage")),
     }
 
 
+def visit_failure(visit: str, message: str) -> dg.Failure:
+    """A failure whose description is the one line the CLI prints: the visit, then the cause."""
+    return dg.Failure(description=f"visit {visit}: {message}", metadata={"visit": visit})
+
+
 @contextmanager
-def visit_failures(visit: str) -> Iterator[None]:
-    """Turn bad input into a clear failure of this visit only; MAST outages into a delayed step retry."""
+def visit_failures(context: dg.AssetExecutionContext, storage: SvmStorage,
+                   lookup: MastCategoryResource | None = None) -> Iterator[None]:
+    """Turn bad input into a clear failure of this visit only, and a MAST outage into a delayed step retry while
+    `lookup.step_retries` last; either way the visit's feature rows and images are withdrawn."""
+    visit = context.partition_key
     try:
         yield
     except mast.MastLookupError as exc:
-        raise dg.RetryRequested(max_retries=2, seconds_to_wait=60) from exc
-    except (SvmInputError, mast.UnresolvedCategoryError, ValueError) as exc:
-        raise dg.Failure(description=f"visit {visit}: {exc}", metadata={"visit": visit}) from exc
+        storage.withdraw(visit)
+        failure = visit_failure(visit, first_line(exc))
+        if lookup is not None and context.retry_number < lookup.step_retries:
+            raise dg.RetryRequested(max_retries=lookup.step_retries,
+                                    seconds_to_wait=lookup.step_retry_wait_seconds) from failure
+        raise failure from exc
+    except mast.UnresolvedCategoryError as exc:
+        storage.withdraw(visit)
+        raise visit_failure(visit, f"{first_line(exc)}; {ALLOW_UNRESOLVED_HINT}") from exc
+    except (SvmInputError, ValueError) as exc:
+        storage.withdraw(visit)
+        raise visit_failure(visit, first_line(exc)) from exc
 
 
 # --- per-visit assets -------------------------------------------------------------------------------------------------
@@ -134,11 +169,21 @@ def check(asset: str, name: str, description: str, blocking: bool = False) -> dg
     return dg.AssetCheckSpec(name, asset=asset, description=description, blocking=blocking)
 
 
-def result(name: str, passed: bool, warn: bool = False, **metadata: object) -> dg.AssetCheckResult:
-    """Check result with JSON metadata (WARN or ERROR severity)."""
+SUMMARY = "summary"  # check metadata: one line on why a check failed (the CLI prints it)
+
+
+def result(name: str, passed: bool, warn: bool = False, summary: str = "", **metadata: object) -> dg.AssetCheckResult:
+    """Check result with JSON metadata (WARN or ERROR severity) and, when failed, a one-line `summary` of why."""
     severity = dg.AssetCheckSeverity.WARN if warn else dg.AssetCheckSeverity.ERROR
-    return dg.AssetCheckResult(check_name=name, passed=bool(passed), severity=severity,
-                               metadata={k: dg.MetadataValue.json(v) for k, v in metadata.items()})
+    found = {k: dg.MetadataValue.json(v) for k, v in metadata.items()}
+    if summary and not passed:
+        found[SUMMARY] = dg.MetadataValue.text(summary)
+    return dg.AssetCheckResult(check_name=name, passed=bool(passed), severity=severity, metadata=found)
+
+
+def listing(parts: dict[str, list[str]]) -> str:
+    """'label a, b; label c' for the non-empty parts."""
+    return "; ".join(f"{label} {', '.join(names)}" for label, names in parts.items() if names)
 
 
 def arrival(folder: Path) -> str:
@@ -167,18 +212,23 @@ def svm_qa_harvest(context: dg.AssetExecutionContext, config: HarvestConfig, hst
     """drizzlepac QA JSONs of one visit, one row per total product, harvested columns (spacekit's `F.h5`)."""
     visit = context.partition_key
     folder = hst_svm_storage.visit_dir(visit)
-    with visit_failures(visit):
+    with visit_failures(context, hst_svm_storage):
         files = [harvest.read_qa_file(p) for p in harvest.find_qa_files(folder, config.json_pattern)]
         frame = harvest.harvest_frame(files, visit)
+        scrub.require_images(frame, folder)
     path = outputs.write_csv(frame, hst_svm_storage.asset_csv("svm_qa_harvest", visit))
     yield dg.Output(frame, metadata=csv_metadata(frame, path) | harvest.provenance(files) | {
         "json_files": len(files), "visit_arrival": arrival(folder)})
     expected = {product_index(p, visit) for p in total_products(folder)}
     got = set(frame.index)
-    yield result("one_row_per_total_product", expected == got, missing=sorted(expected - got),
-                 unexpected=sorted(got - expected))
+    no_json, no_fits = sorted(expected - got), sorted(got - expected)
+    yield result("one_row_per_total_product", not no_json and not no_fits, missing=no_json, unexpected=no_fits,
+                 summary=listing({"no QA JSON for": no_json, "no total FITS for": no_fits}))
     incomplete = scrub.missing_required(frame)
-    yield result("required_fields_present", not incomplete, incomplete=incomplete)
+    yield result("required_fields_present", not incomplete, incomplete=incomplete,
+                 summary=listing({f"{product} lacks": fields for product, fields in incomplete.items()}))
+    if no_json or no_fits or incomplete:  # the blocking checks stop the run: leave no stale rows of the visit
+        hst_svm_storage.withdraw(visit)
     short = scrub.short_names(frame)
     short = short.loc[:, ~short.columns.duplicated()]
     no_gaia = sorted(frame.index[short[GAIA_FIELD].isna()] if GAIA_FIELD in short else frame.index)
@@ -195,10 +245,10 @@ def svm_features_raw(context: dg.AssetExecutionContext, svm_qa_harvest: pd.DataF
     """Scrubbed rows + SCI-header alignment metrics + MAST category + encodings: 18 columns (spacekit's `raw_F.csv`)."""
     visit = context.partition_key
     folder = hst_svm_storage.visit_dir(visit)
-    with visit_failures(visit):
+    with visit_failures(context, hst_svm_storage, hst_svm_mast):
         scrubbed = scrub.scrub(svm_qa_harvest, visit)
         raw = scrub.raw_features(scrubbed, scrub.fits_metrics(scrubbed, folder), hst_svm_mast.categories(scrubbed))
-    path = outputs.write_csv(raw, hst_svm_storage.asset_csv("svm_features_raw", visit))
+    path = outputs.write_csv(raw, hst_svm_storage.asset_csv(FEATURES_RAW, visit))
     yield dg.Output(raw, metadata=csv_metadata(raw, path) | {"mast_mode": hst_svm_mast.mode})
     unresolved = raw.loc[raw["category"] == UNRESOLVED_CATEGORY, "targname"].astype(str)
     yield result("category_resolved", unresolved.empty, warn=True, unresolved_targets=sorted(set(unresolved)),
@@ -219,7 +269,7 @@ def svm_features(context: dg.AssetExecutionContext, svm_features_raw: pd.DataFra
     (spacekit's `F.csv`)."""
     visit = context.partition_key
     final = scrub.final_features(svm_features_raw, visit)
-    path = outputs.write_csv(final, hst_svm_storage.asset_csv("svm_features", visit))
+    path = outputs.write_csv(final, hst_svm_storage.asset_csv(FEATURES, visit))
     yield dg.Output(final, metadata=csv_metadata(final, path))
     unknown = unknown_values(svm_features_raw)
     yield result("codes_in_range", not unknown, warn=True, unknown_raw_values=unknown)
@@ -243,7 +293,7 @@ def svm_mosaic_images(context: dg.AssetExecutionContext, config: DrawConfig, svm
     root = hst_svm_storage.img_root
     removed = outputs.remove_stale_images(root, visit, set(svm_features.index))
     written: list[Path] = []
-    with visit_failures(visit):
+    with visit_failures(context, hst_svm_storage):
         for index in svm_features.index:
             product = index_product(index, visit)
             if product not in products:
@@ -261,43 +311,52 @@ def images_present_and_readable(context: dg.AssetCheckExecutionContext,
                                 hst_svm_storage: SvmStorage) -> dg.AssetCheckResult:
     """Inspect the image folders of the visit's products on disk."""
     visit = context.partition_key
-    features = pd.read_csv(hst_svm_storage.asset_csv("svm_features", visit), usecols=["index"])
+    features = pd.read_csv(hst_svm_storage.asset_csv(FEATURES, visit), usecols=["index"])
     problems = outputs.image_problems(hst_svm_storage.img_root, list(features["index"]))
-    return dg.AssetCheckResult(passed=not problems, metadata={
-        "visit": visit, "products": len(features), "problems": dg.MetadataValue.json(problems)})
+    metadata = {"visit": visit, "products": len(features), "problems": dg.MetadataValue.json(problems)}
+    if problems:
+        metadata[SUMMARY] = dg.MetadataValue.text("; ".join(f"{name} {why}" for name, why in problems.items()))
+    return dg.AssetCheckResult(passed=not problems, metadata=metadata)
 
 
 # --- training sets over all visits ------------------------------------------------------------------------------------
-VisitFrames = dict[str, pd.DataFrame] | pd.DataFrame | None
+@contextmanager
+def training_set_failures() -> Iterator[None]:
+    """Turn an unreadable per-visit CSV into a one-line failure naming it."""
+    try:
+        yield
+    except SvmInputError as exc:
+        raise dg.Failure(description=f"training sets: {first_line(exc)}") from exc
 
 
-def by_visit(loaded: VisitFrames) -> dict[str, pd.DataFrame]:
-    """All-visits input as {visit: frame}: with a single registered visit the IO manager hands over its bare frame,
-    or None when it was never materialized."""
-    if loaded is None:
-        return {}
-    return {"": loaded} if isinstance(loaded, pd.DataFrame) else loaded
+def combined_metadata(combined: pd.DataFrame, path: Path, folder: Path) -> dict[str, object]:
+    """Metadata of a combined table: that of its CSV, and how many visit files it was built from."""
+    return csv_metadata(combined, path) | {"visits": len(outputs.visit_csvs(folder))}
 
 
-@dg.asset(group_name=GROUP, ins={"svm_features": ALL_VISITS}, kinds={"csv"},
+@dg.asset(group_name=GROUP, deps=[svm_features], kinds={"csv"},
           check_specs=[check("svm_training_set", "unique_index", "No product index appears twice.", blocking=True)])
-def svm_training_set(svm_features: VisitFrames, hst_svm_storage: SvmStorage) -> dg.MaterializeResult:
-    """Feature rows of every ingested visit in one table (spacekit's `preprocessed.csv`)."""
-    svm_features = by_visit(svm_features)
-    combined = outputs.combine_features(svm_features)
+def svm_training_set(hst_svm_storage: SvmStorage) -> dg.MaterializeResult:
+    """Feature rows of every visit CSV in the output folder's svm_features/, in visit-name order (spacekit's
+    `preprocessed.csv`); read from disk, so every visit ever ingested there counts, whatever the Dagster instance."""
+    folder = hst_svm_storage.output / FEATURES
+    with training_set_failures():
+        combined = outputs.combine_features(folder)
     path = outputs.write_csv(combined, hst_svm_storage.output / "preprocessed.csv")
     duplicates = sorted(set(combined.index[combined.index.duplicated()]))
-    return dg.MaterializeResult(metadata=csv_metadata(combined, path) | {"visits": len(svm_features)},
-                                check_results=[result("unique_index", not duplicates, duplicates=duplicates)])
+    return dg.MaterializeResult(metadata=combined_metadata(combined, path, folder), check_results=[
+        result("unique_index", not duplicates, duplicates=duplicates, summary=listing({"duplicated": duplicates}))])
 
 
-@dg.asset(group_name=GROUP, ins={"svm_features_raw": ALL_VISITS}, kinds={"csv"})
-def svm_raw_training_set(svm_features_raw: VisitFrames, hst_svm_storage: SvmStorage) -> dg.MaterializeResult:
-    """Raw rows of every ingested visit in one table (spacekit's `raw_combined.csv`)."""
-    svm_features_raw = by_visit(svm_features_raw)
-    combined = outputs.combine_raw(svm_features_raw)
+@dg.asset(group_name=GROUP, deps=[svm_features_raw], kinds={"csv"})
+def svm_raw_training_set(hst_svm_storage: SvmStorage) -> dg.MaterializeResult:
+    """Raw rows of every visit CSV in the output folder's svm_features_raw/, in visit-name order (spacekit's
+    `raw_combined.csv`)."""
+    folder = hst_svm_storage.output / FEATURES_RAW
+    with training_set_failures():
+        combined = outputs.combine_raw(folder)
     path = outputs.write_csv(combined, hst_svm_storage.output / "raw_combined.csv")
-    return dg.MaterializeResult(metadata=csv_metadata(combined, path) | {"visits": len(svm_features_raw)})
+    return dg.MaterializeResult(metadata=combined_metadata(combined, path, folder))
 
 
 VISIT_ASSETS = [svm_qa_harvest, svm_features_raw, svm_features, svm_mosaic_images]
@@ -310,7 +369,7 @@ hst_svm_visit_job = dg.define_asset_job(
 )
 hst_svm_training_sets_job = dg.define_asset_job(
     "hst_svm_training_sets_job", selection=dg.AssetSelection.assets(*TRAINING_ASSETS),
-    description="Rebuild preprocessed.csv and raw_combined.csv from every ingested visit.",
+    description="Rebuild preprocessed.csv and raw_combined.csv from every visit CSV in the output folder.",
 )
 
 

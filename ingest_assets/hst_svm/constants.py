@@ -7,6 +7,8 @@ DEFAULT_JSON_PATTERN = "*_total*_svm_*.json"
 # A real visit dir is the 6-character ipppss; synthetic (crpt) sets are <ipppss>_<filter>_<all|sub>_<stat|stoc>.
 VISIT_DIR_RE = r"^[a-z0-9]{6}(_[a-z0-9_]+_(all|sub)_(stat|stoc))?$"
 CRPT_DIR_RE = r"^[a-z0-9]{6}_[a-z0-9_]+_(all|sub)_(stat|stoc)$"
+# QA JSON of a total product with its point/segment counts: a visit needs one per total FITS.
+NUM_SOURCES_SUFFIX = "_svm_num_sources.json"
 # Total product name: hst_<proposal>_<vv>_<instr>_<det>_total_<ipppss>.
 PRODUCT_RE = r"^hst_\d+_[0-9a-z]{2}_(acs|wfc3|wfpc2)_[a-z]+_total_[0-9a-z]{6}$"
 

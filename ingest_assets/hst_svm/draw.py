@@ -14,11 +14,12 @@ from astropy.wcs import WCS
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .visits import SvmInputError
+from .visits import SvmInputError, first_line
 
 # Flag threshold -> edge colour per catalog; sources with a flag above 5 are not drawn.
 FLAG_COLORS = {"point": ("red", "green"), "segment": ("blue", "green")}
 MISSING_FLAG = 100
+COORDINATES = ("RA", "DEC")
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,17 @@ def product_files(fits_path: Path, product: str) -> ProductFiles:
 
 
 def read_catalog(path: Path | None) -> pd.DataFrame:
-    """An ECSV catalog as a frame (empty when absent)."""
-    return pd.DataFrame() if path is None else astro_ascii.read(path).to_pandas()
+    """An ECSV catalog as a frame (empty when absent); an unreadable one, or one without RA/DEC, is bad input."""
+    if path is None:
+        return pd.DataFrame()
+    try:
+        catalog = astro_ascii.read(path, format="ecsv").to_pandas()
+    except Exception as exc:  # noqa: BLE001 -- astropy raises many types (table, YAML, Unicode) for a broken file
+        raise SvmInputError(f"cannot read catalog {path.name}: {first_line(exc)}") from exc
+    absent = [c for c in COORDINATES if c not in catalog.columns]
+    if absent:
+        raise SvmInputError(f"catalog {path.name} lacks the column(s) {absent}")
+    return catalog
 
 
 def flag_colors(catalog: pd.DataFrame, kind: str) -> pd.Series:

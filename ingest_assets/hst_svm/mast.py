@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .constants import ANY_TARGET, POSITION_BOX_DEG, UNRESOLVED_CATEGORY
+from .visits import first_line
 
 # Columns of a MAST CAOM observation row that the lookup uses; the offline table has exactly these.
 TABLE_COLS = ("target_name", "proposal_id", "s_ra", "s_dec", "target_classification")
@@ -36,6 +37,9 @@ class CategorySource(Protocol):
 
     def classify(self, queries: pd.DataFrame) -> pd.Series:
         """First non-empty classification per query row (missing when none), aligned with `queries`."""
+
+    def __str__(self) -> str:
+        """Where the classifications come from, for messages."""
 
 
 def category_queries(scrubbed: pd.DataFrame) -> pd.DataFrame:
@@ -66,6 +70,10 @@ class OfflineCategoryTable:
         if absent:
             raise MastConfigError(f"offline MAST category table {path} lacks columns {absent}")
         self.table = table[list(TABLE_COLS)]
+        self.path = path
+
+    def __str__(self) -> str:
+        return f"the offline MAST table {self.path}"
 
     def classify(self, queries: pd.DataFrame) -> pd.Series:
         """By name for named targets; by proposal and the [ra, ra+0.1] x [dec, dec+0.1] box for `ANY`."""
@@ -111,12 +119,22 @@ class LiveMastCategories:
         self.query = query
         self.cache: dict[str, str | None] = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
 
+    def __str__(self) -> str:
+        return "live MAST"
+
     @staticmethod
     def cache_key(query: pd.Series) -> str:
         """Cache key: the target name, or proposal and position for `ANY`."""
         if query["targname"] != ANY_TARGET:
             return f"target:{query['targname']}"
         return f"box:{query['proposal']}:{query['ra']:.6f}:{query['dec']:.6f}"
+
+    @staticmethod
+    def describe(query: pd.Series) -> str:
+        """The query in words, for messages."""
+        if query["targname"] != ANY_TARGET:
+            return f"target {query['targname']}"
+        return f"ANY target of proposal {query['proposal']} at RA {query['ra']:.6f}, Dec {query['dec']:.6f}"
 
     def criteria(self, query: pd.Series) -> dict[str, Any]:
         """query_criteria keywords of one query (spacekit's box is not centred on the target)."""
@@ -136,8 +154,8 @@ class LiveMastCategories:
             try:
                 return classification_of(run(**self.criteria(query)))
             except Exception as exc:  # noqa: BLE001 -- network and service errors alike mean "try again"
-                errors.append(f"{type(exc).__name__}: {exc}")
-        raise MastLookupError(f"MAST lookup {self.cache_key(query)} failed {self.retries} times: {errors[-1]}")
+                errors.append(f"{type(exc).__name__}: {first_line(exc)}")
+        raise MastLookupError(f"MAST lookup of {self.describe(query)} failed {self.retries} times: {errors[-1]}")
 
     def classify(self, queries: pd.DataFrame) -> pd.Series:
         """Classify each distinct query once, from the cache when possible, then save the cache."""
@@ -157,11 +175,11 @@ class LiveMastCategories:
 
 
 def resolve_categories(queries: pd.DataFrame, source: CategorySource, allow_unresolved: bool) -> pd.Series:
-    """Raw MAST category per product; an unresolved one becomes "None" (spacekit) or raises when not allowed."""
+    """Raw MAST category per product; an unresolved one becomes "None" (spacekit) when allowed, else raises."""
     found = source.classify(queries)
     unresolved = found.isna()
     if unresolved.any() and not allow_unresolved:
         targets = sorted(set(queries.loc[unresolved, "targname"]))
-        products = list(found.index[unresolved])
-        raise UnresolvedCategoryError(f"no MAST classification for target(s) {targets} of {products}")
+        plural = "s" if len(targets) > 1 else ""
+        raise UnresolvedCategoryError(f"no MAST classification for target{plural} {', '.join(targets)} in {source}")
     return found.fillna(UNRESOLVED_CATEGORY).astype(str).rename("category")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +11,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .constants import FEATURE_COLS, IMAGE_SUFFIXES, INDEX_COL, LABEL_COL, RAW_COLS
 from .scrub import with_index_column
-from .visits import crpt_suffix
+from .visits import SvmInputError, crpt_suffix, first_line, is_visit_name
 
 # Sane band for the long side of a drawn PNG, in pixels (spacekit's 24-inch canvas gives about 1868).
 IMAGE_LONG_SIDE = (128, 10_000)
@@ -27,25 +26,42 @@ def write_csv(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def combine(frames: Mapping[str, pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:
-    """Union of per-visit tables in visit order, columns in `columns` order (`label` kept when any visit has it)."""
-    ordered = [frames[k] for k in sorted(frames)]
-    if not ordered:
+def visit_csvs(folder: Path) -> list[Path]:
+    """The per-visit CSVs `<visit>.csv` of an output folder, in visit-name order (other files are ignored)."""
+    return sorted(p for p in folder.glob("*.csv") if p.is_file() and is_visit_name(p.stem))
+
+
+def read_visit_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    """A per-visit CSV as text (its values are kept byte for byte), keyed by product index."""
+    name = f"{path.parent.name}/{path.name}"
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as exc:
+        raise SvmInputError(f"cannot read {name}: {first_line(exc)}") from exc
+    absent = [c for c in (*columns, INDEX_COL) if c not in frame.columns]
+    if absent:
+        raise SvmInputError(f"{name} lacks the column(s) {absent}")
+    return frame.set_index(INDEX_COL)
+
+
+def combine(paths: list[Path], columns: tuple[str, ...]) -> pd.DataFrame:
+    """Union of per-visit CSVs in the given order, columns in `columns` order (`label` kept when any visit has it,
+    empty for the others)."""
+    frames = [read_visit_csv(path, columns) for path in paths]
+    if not frames:
         return pd.DataFrame(columns=list(columns), index=pd.Index([], name=INDEX_COL))
-    union = pd.concat(ordered)
-    if LABEL_COL not in union.columns:
-        return union[list(columns)]
-    return union[[*columns, LABEL_COL]].astype({LABEL_COL: "Int64"})
+    union = pd.concat(frames)
+    return union[[*columns, LABEL_COL] if LABEL_COL in union.columns else list(columns)]
 
 
-def combine_features(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """spacekit's preprocessed.csv content: every visit's final features."""
-    return combine(frames, FEATURE_COLS)
+def combine_features(folder: Path) -> pd.DataFrame:
+    """spacekit's preprocessed.csv content: the final features of every visit CSV in `folder`."""
+    return combine(visit_csvs(folder), FEATURE_COLS)
 
 
-def combine_raw(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """spacekit's raw_combined.csv content: every visit's raw features."""
-    return combine(frames, RAW_COLS)
+def combine_raw(folder: Path) -> pd.DataFrame:
+    """spacekit's raw_combined.csv content: the raw features of every visit CSV in `folder`."""
+    return combine(visit_csvs(folder), RAW_COLS)
 
 
 def image_paths(img_root: Path, index: str) -> list[Path]:

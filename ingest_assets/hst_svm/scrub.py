@@ -35,6 +35,18 @@ def missing_required(harvest: pd.DataFrame) -> dict[str, list[str]]:
     return nulls[nulls].reset_index().groupby("product", sort=False)["field"].agg(list).to_dict()
 
 
+def require_images(harvest: pd.DataFrame, visit_dir: Path) -> None:
+    """Bad input when a FITS named by a harvested `imgname` is not in the visit dir (a missing `imgname` is left to
+    the required-fields check)."""
+    short = short_names(harvest)
+    short = short.loc[:, ~short.columns.duplicated()]
+    names = short["imgname"].dropna().astype(str).unique() if "imgname" in short.columns else []
+    absent = sorted(name for name in names if not (visit_dir / name).is_file())
+    if absent:
+        named_by = "its QA JSON" if len(absent) == 1 else "their QA JSONs"
+        raise SvmInputError(f"missing FITS {', '.join(absent)} (named by {named_by})")
+
+
 def scrub(harvest: pd.DataFrame, visit: str) -> pd.DataFrame:
     """The ten scrubbed columns `detector, dataset, targname, ..., segment, gaia`, keyed by product index."""
     short = short_names(harvest)

@@ -7,11 +7,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .constants import CRPT_DIR_RE, VISIT_DIR_RE
+from .constants import CRPT_DIR_RE, NUM_SOURCES_SUFFIX, VISIT_DIR_RE
 
 
 class SvmInputError(ValueError):
     """A visit's input files are missing, unreadable or inconsistent."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (library errors can span dozens of lines)."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
 
 
 def is_visit_name(name: str) -> bool:
@@ -41,20 +46,26 @@ def index_product(index: str, visit: str) -> str:
 
 
 def total_products(visit_dir: Path) -> dict[str, Path]:
-    """Total drizzled products of a visit dir, product name -> FITS path (`drc` preferred over `drz`)."""
+    """Total drizzled products of a visit dir, product name -> FITS path. When a product has both, the CTE-corrected
+    `drc` wins over the `drz`: drizzlepac's total product of ACS/WFC and WFC3/UVIS, whose QA JSONs name it as the
+    `imgname` that the header metrics are read from (spec 1.1, 1.4)."""
     ipppss = visit_dir.name[:6]
     products: dict[str, Path] = {}
-    for path in sorted(visit_dir.glob(f"*_total_{ipppss}_dr[zc].fits"), reverse=True):
+    for path in sorted(visit_dir.glob(f"*_total_{ipppss}_dr[zc].fits")):  # _drc sorts before _drz
         products.setdefault(path.name[: -len("_drz.fits")], path)
     return dict(sorted(products.items()))
 
 
 def missing_for_readiness(visit_dir: Path) -> list[str]:
-    """What a visit dir still lacks before it can be ingested ([] when complete)."""
+    """What a visit dir still lacks before it can be ingested ([] when complete): a total FITS at all, the
+    num_sources JSON of each total FITS, and the FITS of each product that has a num_sources JSON."""
+    ipppss = visit_dir.name[:6]
     products = total_products(visit_dir)
-    if not products:
-        return [f"*_total_{visit_dir.name[:6]}_dr[zc].fits"]
-    return [f"{p}_svm_num_sources.json" for p in products if not (visit_dir / f"{p}_svm_num_sources.json").is_file()]
+    counted = {p.name.removesuffix(NUM_SOURCES_SUFFIX) for p in visit_dir.glob(f"*_total_{ipppss}{NUM_SOURCES_SUFFIX}")}
+    if not products and not counted:
+        return [f"*_total_{ipppss}_dr[zc].fits"]
+    return sorted([f"{p}{NUM_SOURCES_SUFFIX}" for p in products.keys() - counted]
+                  + [f"{p}_dr[zc].fits" for p in counted - products.keys()])
 
 
 @dataclass(frozen=True)
