@@ -16,19 +16,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# Ingest the bundled sample data through the Dagster assets and print a summary per day / visit.
+# Ingest the bundled sample data and print a summary per day / visit.
+# The sample visit ib4606 observes a target the offline MAST table does not know: allowed here, explicitly.
 # Exit status 1 of jwst-cal-ingest means "ingested, but an L3 product stayed unmatched": reported, not an error here.
 run: install
 	$(BIN)/jwst-cal-ingest -i data/jwst_cal/inbox -o data/jwst_cal/out -s || test $$? -eq 1
-	$(BIN)/hst-svm-ingest -i data/hst_svm/inbox -o data/hst_svm/out
+	$(BIN)/hst-svm-ingest -i data/hst_svm/inbox -o data/hst_svm/out --allow-unresolved-targets
 
 test: install
 	$(BIN)/python -m pytest
 
-# The Dagster UI (webserver + daemon) on the sample data; runs of the daily job go one at a time.
+# The Dagster UI (webserver + daemon) on the sample data; the partitions span the sample days, so the backfill
+# dialog offers them all. Writers of the output database run one at a time (deploy/dagster.yaml).
 ui: install
 	mkdir -p $(DAGSTER_HOME)
 	cp deploy/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	JWST_CAL_INBOX=data/jwst_cal/inbox JWST_CAL_OUTPUT=data/jwst_cal/out JWST_CAL_SAVE_L1=1 \
+	JWST_CAL_FIRST_DAY=2025-03-01 JWST_CAL_LAST_DAY=2025-03-07 HST_SVM_ALLOW_UNRESOLVED=1 \
 	$(BIN)/dagster dev -w workspace.yaml
 
 bench: install
