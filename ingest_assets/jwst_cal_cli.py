@@ -152,12 +152,12 @@ def _attempt(subject: str, failure: str, rebuild: str, work: Callable[[], T]) ->
 def _report_day(name: str, outcome: DayOutcome) -> int:
     """Print the day's line; return its exit status."""
     report = outcome.report
-    passed = not report["l3_unmatched"]
+    passed = not report.l3_unmatched
     print(
-        f"{name}: rows {report['rows_read']}, L1 {report['rows_l1']}, L3 {report['rows_l3']}, "
-        f"priors pulled {report['priors_pulled']}, L3 matched {report['l3_matched']}/{report['l3_total']}, "
-        f"reprocessed {len(report['reprocessed'])}, backlog {report['backlog']}, "
-        f"match-rate check {'passed' if passed else 'FAILED: ' + ', '.join(report['l3_unmatched'])}",
+        f"{name}: rows {report.rows_read}, L1 {report.rows_l1}, L3 {report.rows_l3}, "
+        f"priors pulled {report.priors_pulled}, L3 matched {report.l3_matched}/{report.l3_total}, "
+        f"reprocessed {len(report.reprocessed)}, backlog {report.backlog}, "
+        f"match-rate check {'passed' if passed else 'FAILED: ' + ', '.join(report.l3_unmatched)}",
         flush=True,
     )
     return EXIT_OK if passed else EXIT_CHECK_FAILED

@@ -29,7 +29,7 @@ def test_codes_and_state_survive_the_database_and_replays(tmp_path: Path):
         write_drop(inbox, "2025-06-04", product("003", "F998X") + product("004", "F999X")),
     ]
     reports = [ingest_drop(d, out).report for d in drops]
-    assert reports[0]["l3_total"] == 0 and all(r["match_rate"] == 1.0 for r in reports)
+    assert reports[0].l3_total == 0 and all(r.match_rate == 1.0 for r in reports)
     files = {p.name: p.read_bytes() for p in out.glob("*.csv")}
     assert files["category_codes.csv"].decode().splitlines() == ["column,value,code", "filter,F999X,52",
                                                                  "filter,F998X,53"]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ingest_assets.jwst_cal.day import empty_state, ingest_day
+from ingest_assets.jwst_cal.day import CODES_TABLE, DayTables, ingest_day
 from ingest_assets.jwst_cal.products import group_exposures
 from ingest_assets.jwst_cal.scrub import scrub_drop
 
@@ -22,14 +22,13 @@ def scrub(rows, day=DAY1):
 
 
 def run_days(*days_rows, save_l1=False):
-    """Ingest consecutive days on an in-memory state; return the outcomes and the final state."""
-    state, outcomes = empty_state(), []
+    """Ingest consecutive days on in-memory tables (whole tables as tails); return the results and the final tables."""
+    tables, results = DayTables.empty(), []
     for i, rows in enumerate(days_rows):
-        outcome = ingest_day(scrub(rows, DAY1 + dt.timedelta(days=i)), state, save_l1=save_l1)
-        state = {**state, **outcome.state,
-                 "category_codes": pd.concat([state["category_codes"], outcome.log["category_codes"]])}
-        outcomes.append(outcome)
-    return outcomes, state
+        result = ingest_day(scrub(rows, DAY1 + dt.timedelta(days=i)), tables, save_l1=save_l1)
+        tables = DayTables(result.tails, pd.concat([tables.codes, result.log[CODES_TABLE]]))
+        results.append(result)
+    return results, {**tables.tails, CODES_TABLE: tables.codes}
 
 
 def product_names(rows):
@@ -149,7 +148,7 @@ def group(prefix="jw01234001001_02101", n=3, **values):
 
 def test_same_day_match_writes_training_rows():
     (day,), state = run_days(group() + [l3("jw01234-o001_t001_nircam_clear-f200w", 2_500_000.0)])
-    assert day.report["match_rate"] == 1.0 and day.report["l3_unmatched"] == []
+    assert day.outcome.report.match_rate == 1.0 and day.outcome.report.l3_unmatched == ()
     train = state["train-image"]
     assert train[["dname", "pname", "Dataset"]].values.tolist() == [[
         "jw01234-o001_t1_nircam_clear-f200w", "jw01234-o001_t001_nircam_clear-f200w",
@@ -161,8 +160,8 @@ def test_same_day_match_writes_training_rows():
 
 def test_l3_arriving_a_day_after_its_inputs_matches_through_priors():
     (first, second), state = run_days(group(), [l3("jw01234-o001_t001_nircam_clear-f200w", 1e6)])
-    assert first.report["backlog"] == 3 and first.report["l3_total"] == 0
-    assert second.report["priors_pulled"] == 3 and second.report["l3_matched"] == 1
+    assert first.outcome.report.backlog == 3 and first.outcome.report.l3_total == 0
+    assert second.outcome.report.priors_pulled == 3 and second.outcome.report.l3_matched == 1
     assert len(state["ingest"]) == 0 and len(state["train-image"]) == 1
     assert state["train-image"].loc[0, "date"] == "2025-06-02"
 
@@ -170,9 +169,9 @@ def test_l3_arriving_a_day_after_its_inputs_matches_through_priors():
 def test_multi_match_takes_the_first_name_and_reports_the_loser():
     rows = group() + [l3("jw01234-o001_t002_nircam_clear-f200w", 1.0), l3("jw01234-o001_t001_nircam_clear-f200w", 2.0)]
     (day,), state = run_days(rows)
-    assert day.products["pname"].tolist() == ["jw01234-o001_t001_nircam_clear-f200w"]
-    assert day.report["multi_match_losers"] == ["jw01234-o001_t002_nircam_clear-f200w"]
-    assert day.report["l3_unmatched"] == ["jw01234-o001_t002_nircam_clear-f200w"]
+    assert day.outcome.products["pname"].tolist() == ["jw01234-o001_t001_nircam_clear-f200w"]
+    assert day.outcome.report.multi_match_losers == ("jw01234-o001_t002_nircam_clear-f200w",)
+    assert day.outcome.report.l3_unmatched == ("jw01234-o001_t002_nircam_clear-f200w",)
     loser = state["ingest"].set_index("dname").loc["jw01234-o001_t002_nircam_clear-f200w"]
     assert loser["expmode"] == "IMAGE"
 
@@ -180,13 +179,13 @@ def test_multi_match_takes_the_first_name_and_reports_the_loser():
 def test_targname_mismatch_falls_back_to_params():
     rows = group(TARGNAME="NGC-1") + [l3("jw01234-o001_t001_nircam_clear-f200w", 1.0, TARGNAME="OTHER")]
     (day,), _ = run_days(rows)
-    assert day.report["l3_matched"] == 1
+    assert day.outcome.report.l3_matched == 1
 
 
 def test_reprocessed_product_alone_updates_training_in_place():  # D3, A.1.6
     name = "jw01234-o001_t001_nircam_clear-f200w"
     (_, repro), state = run_days(group() + [l3(name, 1e6)], [l3(name, 3e6)])
-    assert repro.report["reprocessed"] == [name] and repro.report["l3_unmatched"] == []
+    assert repro.outcome.report.reprocessed == (name,) and repro.outcome.report.l3_unmatched == ()
     assert state["training"][["imagesize", "date", "doy"]].values.tolist() == [[3e6, "2025-06-02", 153]]
     assert state["train-image"][["imagesize", "date", "imgsize_gb"]].values.tolist() == [[3e6, "2025-06-02", 3.0]]
     assert state["ingest"].empty
@@ -227,7 +226,7 @@ def test_group_without_any_valid_fiducial_gets_zero_offsets():  # D5
 
 def test_day_without_science_rows_adds_nothing():  # D16
     (day,), state = run_days([{**l1("jw01234001001_02101_00001_nrca1"), "DagNodeName": "LEVEL_2"}])
-    assert day.report["l3_total"] == 0 and day.report["match_rate"] == 1.0
+    assert day.outcome.report.l3_total == 0 and day.outcome.report.match_rate == 1.0
     assert all(state[name].empty for name in ("ingest", "training", "train-image"))
 
 

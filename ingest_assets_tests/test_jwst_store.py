@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import stat
@@ -17,11 +18,16 @@ import pytest
 
 from ingest_assets.jwst_cal.store import (
     DB_NAME, MARKER_NAME, ExportIncompleteError, IngestStore, StoreCorruptError, StoreError, StoreLockedError,
-    StoreMissingError,
+    StoreMissingError, Tail,
 )
 
 REPO = Path(__file__).resolve().parents[1]
 DAYS = ("2024-03-01", "2024-03-02", "2024-03-03")
+
+
+def whole(frame: pd.DataFrame) -> Tail:
+    """A state table's whole new content."""
+    return Tail(-math.inf, frame)
 
 
 def training(names: list[str], sizes: list) -> pd.DataFrame:
@@ -35,17 +41,17 @@ def day_inputs(i: int) -> dict:
     """Three days exercising appends, changes, removals, new tables, new columns and type widening."""
     if i == 0:
         return {
-            "state": {"training": training(["a", "b", "c", "d"], [10, 20, 30, 40]),
-                      "ingest": pd.DataFrame({"Dataset": ["l1", "l2"], "params": ["p1", "p2"]}),
-                      "_backlog": pd.DataFrame({"Dataset": ["x"], "age": [1]})},
+            "state": {"training": whole(training(["a", "b", "c", "d"], [10, 20, 30, 40])),
+                      "ingest": whole(pd.DataFrame({"Dataset": ["l1", "l2"], "params": ["p1", "p2"]})),
+                      "_backlog": whole(pd.DataFrame({"Dataset": ["x"], "age": [1]}))},
             "log": {"mosaics": pd.DataFrame({"Dataset": ["m1"], "imagesize": [5]})},
             "daily": {"rem-image": pd.DataFrame({"Dataset": ["r1", "r2"], "nexposur": [2, 3]})},
             "report": {"day": 1, "matched": np.int64(4)},
         }
     if i == 1:
         return {
-            "state": {"training": training(["a", "b", "d", "e"], [10, 21, 40, 50]),
-                      "ingest": pd.DataFrame({"Dataset": ["l2"], "params": ["p2"]})},
+            "state": {"training": whole(training(["a", "b", "d", "e"], [10, 21, 40, 50])),
+                      "ingest": whole(pd.DataFrame({"Dataset": ["l2"], "params": ["p2"]}))},
             "log": {"mosaics": pd.DataFrame({"Dataset": ["m2"], "imagesize": [6]}),
                     "raw-image": pd.DataFrame({"Dataset": ["B"], "fx_ra": [0.25]})},
             "daily": {"rem-image": pd.DataFrame({"Dataset": pd.Series([], dtype=object),
@@ -55,7 +61,7 @@ def day_inputs(i: int) -> dict:
     frame = training(["a", "b", "d", "e", "f"], [10, 21, 40, 50, np.nan])
     frame.insert(2, "NEWCOL", ["n1", np.nan, np.nan, np.nan, "n5"])
     return {
-        "state": {"training": frame},
+        "state": {"training": whole(frame)},
         "log": {"mosaics": pd.DataFrame({"Dataset": ["m3"], "imagesize": ["big"]})},
         "daily": {"rem-image": pd.DataFrame({"Dataset": ["r9"], "nexposur": [1]})},
         "report": {"day": 3},
@@ -91,7 +97,7 @@ def write_days(folder: Path, store_days: list[tuple[str, dict]]) -> None:
 
 
 def state_day(frame: pd.DataFrame) -> dict:
-    return {"state": {"t": frame}, "log": {}, "daily": {}, "report": {}}
+    return {"state": {"t": whole(frame)}, "log": {}, "daily": {}, "report": {}}
 
 
 def log_day(table: str, frame: pd.DataFrame) -> dict:
@@ -103,7 +109,7 @@ def test_state_table_keeps_unchanged_rows_and_versions_only_the_changes(tmp_path
     with IngestStore(tmp_path) as store:
         write(store, 0)
         write(store, 1)
-        day2 = day_inputs(1)["state"]["training"]
+        day2 = day_inputs(1)["state"]["training"].rows
         assert_rows(store.current("training"), day2)
     assert (tmp_path / "training.csv").read_text() == day2.to_csv(index=False)
 
@@ -133,17 +139,20 @@ def test_state_table_insertions_between_rows_and_repeated_rows(tmp_path):
     assert rows.loc[rows["_added"] == DAYS[2]].empty  # the third day only removes rows
 
 
-def test_reordered_content_is_renumbered(tmp_path):
-    first = training(["a", "b", "c"], [1, 2, 3])
-    reordered = first.iloc[[2, 0, 1]].reset_index(drop=True)
+def test_a_moved_row_is_the_only_new_version(tmp_path):
+    first = training(["a", "b", "c", "d", "e"], [1, 2, 3, 4, 5])
+    moved_back = first.iloc[[0, 3, 1, 2, 4]].reset_index(drop=True)  # d sorted in before b
+    moved_on = moved_back.iloc[[1, 2, 3, 4, 0]].reset_index(drop=True)  # a after e
     with IngestStore(tmp_path) as store:
-        for day, frame in zip(DAYS, [first, reordered]):
+        for day, frame in zip(DAYS, [first, moved_back, moved_on]):
             with store.transaction():
                 store.write_day(day, **state_day(frame))
-        assert_rows(store.current("t"), reordered)
-    assert (tmp_path / "t.csv").read_text() == reordered.to_csv(index=False)
+            assert_rows(store.current("t"), frame)
+            assert (tmp_path / "t.csv").read_text() == frame.to_csv(index=False)
     rows = versions(tmp_path, "t")
-    assert (rows["_added"] == DAYS[1]).sum() == 3 and (rows["_removed"] == DAYS[1]).sum() == 3
+    for day, name in zip(DAYS[1:], ["d", "a"]):
+        assert rows.loc[rows["_added"] == day, "Dataset"].tolist() == [name]
+        assert rows.loc[rows["_removed"] == day, "Dataset"].tolist() == [name]
 
 
 def test_exhausted_gap_falls_back_to_renumbering(tmp_path):
@@ -214,7 +223,7 @@ def test_daily_tables_export_the_latest_day_and_internal_tables_stay_internal(tm
             store.write_day("2024-03-05", state={}, log={}, daily={}, report={})  # rem-image not given at all
         assert (tmp_path / "rem-image.csv").read_text() == "Dataset,nexposur\n"
         assert_rows(store.daily("rem-image", DAYS[0]), day_inputs(0)["daily"]["rem-image"])
-        assert_rows(store.current("_backlog"), day_inputs(0)["state"]["_backlog"])
+        assert_rows(store.current("_backlog"), day_inputs(0)["state"]["_backlog"].rows)
         assert store.days() == [DAYS[0], DAYS[1], "2024-03-05"]
         assert store.report(DAYS[0]) == {"day": 1, "matched": 4}
         assert store.report("2024-03-04") is None
@@ -268,7 +277,7 @@ def test_an_error_inside_a_transaction_changes_nothing(tmp_path):
             store.write_day(DAYS[0], **day_inputs(2))
             raise RuntimeError("boom")
         assert store.days() == [DAYS[0], DAYS[1]]
-        assert_rows(store.current("training"), day_inputs(1)["state"]["training"])
+        assert_rows(store.current("training"), day_inputs(1)["state"]["training"].rows)
     assert exported(tmp_path) == files and (tmp_path / MARKER_NAME).read_bytes() == marker
     with IngestStore(tmp_path) as store:  # reopening finds the same committed state and rewrites nothing
         assert store.days() == [DAYS[0], DAYS[1]]
@@ -321,13 +330,88 @@ def test_a_process_killed_during_the_export_is_rolled_forward(tmp_path):
                            capture_output=True, text=True, timeout=120, check=False)
     assert child.returncode == -signal.SIGKILL, child.stderr
     partial = exported(out)
-    changed = {name for name in partial if partial[name] != after_first.get(name)}
-    assert len(changed) == 1 and partial != exported(clean)  # killed after the first file
+    assert partial != after_first and partial != exported(clean)  # killed after some files
 
     with IngestStore(out) as store:
         assert store.days() == [DAYS[0], DAYS[1]]
     assert exported(out) == exported(clean)
     assert not [p for p in out.iterdir() if p.name.startswith(".jwst-cal-tmp")]
+
+
+def appending_day(i: int) -> dict:
+    """Days that only append rows: to a state table and to a log table."""
+    rows = training([f"p{i}{j}" for j in range(3)], [i, i + 1, i + 2])
+    return {"state": {"training": Tail(None, rows)}, "log": {"mosaics": rows.drop(columns="pname")}, "daily": {},
+            "report": {}}
+
+
+def test_a_day_that_appends_rows_appends_their_text_to_the_files(tmp_path):
+    write_days(tmp_path, [(DAYS[0], appending_day(0))])
+    before = {name: (tmp_path / name).stat().st_ino for name in exported(tmp_path)}
+    first = exported(tmp_path)
+    write_days(tmp_path, [(DAYS[1], appending_day(1))])
+    for name, content in exported(tmp_path).items():
+        assert (tmp_path / name).stat().st_ino == before[name]  # the same file, written in place
+        assert content.startswith(first[name]) and len(content) > len(first[name])
+    fresh = tmp_path / "fresh"
+    with IngestStore(fresh) as store:
+        for day in DAYS[:2]:
+            with store.transaction():
+                store.write_day(day, **appending_day(DAYS.index(day)))
+        assert (tmp_path / "training.csv").read_text() == store.current("training").to_csv(index=False)
+
+
+def test_a_changed_row_rewrites_the_file_from_that_row_on(tmp_path):
+    first = training(["a", "b", "c", "d", "e"], [1, 2, 3, 4, 5])
+    changed = training(["a", "b", "c", "d", "e", "f"], [1, 2, 30, 4, 5, 6])
+    write_days(tmp_path, [(DAYS[0], state_day(first))])
+    inode = (tmp_path / "t.csv").stat().st_ino
+    with IngestStore(tmp_path) as store, store.transaction():
+        start = store.first_position("t", "Dataset", ["c"])
+        store.write_day(DAYS[1], state={"t": Tail(start, changed.iloc[2:])}, log={}, daily={}, report={})
+    assert (tmp_path / "t.csv").read_text() == changed.to_csv(index=False)
+    assert (tmp_path / "t.csv").stat().st_ino == inode
+    rows = versions(tmp_path, "t")
+    assert rows.loc[rows["_added"] == DAYS[1], "Dataset"].tolist() == ["c", "f"]
+
+
+CHILD_KILLED_MID_APPEND = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    from ingest_assets.jwst_cal import store
+    from ingest_assets_tests.test_jwst_store import appending_day
+
+    def write_half_then_die(path, offset, data):
+        with path.open("r+b") as handle:
+            handle.truncate(offset)
+            handle.seek(offset)
+            handle.write(data[:len(data) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    with store.IngestStore(Path(sys.argv[1])) as opened:
+        store.rewrite_from = write_half_then_die
+        with opened.transaction():
+            opened.write_day(sys.argv[2], **appending_day(int(sys.argv[3])))
+""")
+
+
+def test_a_process_killed_in_the_middle_of_an_append_is_rolled_forward(tmp_path):
+    out, clean = tmp_path / "out", tmp_path / "clean"
+    write_days(out, [(DAYS[0], appending_day(0))])
+    write_days(clean, [(DAYS[0], appending_day(0)), (DAYS[1], appending_day(1))])
+    before = exported(out)
+
+    child = subprocess.run([sys.executable, "-c", CHILD_KILLED_MID_APPEND, str(out), DAYS[1], "1"], cwd=REPO,
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    torn = {name: content for name, content in exported(out).items() if content != before[name]}
+    assert len(torn) == 1  # the first appended file ends in half a row
+    (name, content), = torn.items()
+    assert len(before[name]) < len(content) < len(exported(clean)[name]) and exported(clean)[name].startswith(content)
+
+    with IngestStore(out) as store:  # rolled forward: the half row is cut off, the rows appended again
+        assert store.days() == [DAYS[0], DAYS[1]]
+    assert exported(out) == exported(clean)
 
 
 CHILD_HOLDING_THE_STORE = textwrap.dedent("""
@@ -428,17 +512,18 @@ def test_a_failed_export_says_the_day_is_committed_and_is_completed_later(tmp_pa
 
 
 CHILD_WIDENING = textwrap.dedent("""
-    import resource, sys
+    import math, resource, sys
     from pathlib import Path
     import pandas as pd
-    from ingest_assets.jwst_cal.store import IngestStore
+    from ingest_assets.jwst_cal.store import IngestStore, Tail
 
     base = pd.DataFrame({"Dataset": [f"d{i}" for i in range(40)], "imagesize": 1.0})
     wide = pd.concat([base, pd.DataFrame({f"X{i}": ["v"] * 40 for i in range(2000)})], axis=1)
     with IngestStore(Path(sys.argv[1])) as store:
         for day, frame in (("2024-03-01", base), ("2024-03-02", wide)):
             with store.transaction():
-                store.write_day(day, state={"training": frame}, log={"level1": frame}, daily={}, report={})
+                store.write_day(day, state={"training": Tail(-math.inf, frame)}, log={"level1": frame}, daily={},
+                                report={})
         with store.transaction():
             store.rollback_from("2024-03-02")
         assert list(store.current("training").columns) == ["Dataset", "imagesize"]

@@ -1,11 +1,14 @@
 """One day's stateful ingest: priors, grouping, features, matching, reprocessed products, new table contents.
 
-`ingest_day` is a pure function: the current tables in, the day's new tables and report out.
+`ingest_day` is a pure function. It reads the category codes and, of each state table, only a tail: the live rows
+from some position on, which must hold every row the day can change. It returns the new content of those tails
+(their rows as the day leaves them, then the rows it appends), the rows it appends to the log tables, its daily
+tables and its report. Given whole tables as tails, it returns the whole new tables.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -15,26 +18,79 @@ from .matching import assign_modes, match_products
 from .products import group_exposures
 from .scrub import ScrubbedDrop, is_level1, is_level3
 
-STATE_TABLES = ("ingest", "training", *(f"train-{b.lower()}" for b in BUCKETS))
+TRAIN_TABLES = tuple(f"train-{b.lower()}" for b in BUCKETS)
+STATE_TABLES = ("ingest", "training", *TRAIN_TABLES)
 CODES_TABLE = "category_codes"
 MODE_COLS = ("expmode", "pname", "Dataset")
 
 
 @dataclass(frozen=True)
-class DayOutcome:
-    """New contents of the tables after one day, the day's report and the frames the Dagster assets show."""
+class DayReport:
+    """The facts of one ingested day (stored in the ledger as its `asdict`)."""
 
-    state: dict[str, pd.DataFrame]
-    log: dict[str, pd.DataFrame]
-    daily: dict[str, pd.DataFrame]
-    report: dict
-    pulled: pd.DataFrame = field(repr=False)
+    day: str
+    file: str
+    save_l1: bool
+    rows_read: int
+    rows_l1: int
+    rows_l3: int
+    mosaics: int
+    mrs_ch24_dropped: int
+    priors_pulled: int
+    products: int
+    products_matched: int
+    l3_total: int
+    l3_matched: int
+    l3_unmatched: tuple[str, ...]  # in the working set, matched by no product and not reprocessed
+    multi_match_losers: tuple[str, ...]
+    duplicate_claims: dict[str, tuple[str, ...]]  # L3 name -> the products that claim it
+    reprocessed: tuple[str, ...]
+    backlog: int  # rows of `ingest` after the day
+    training_rows: int  # rows of `training` after the day
+    match_rate: float
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DayReport:
+        """A report read back from its JSON form."""
+        lists = ("l3_unmatched", "multi_match_losers", "reprocessed")
+        return cls(**{**data, **{k: tuple(data[k]) for k in lists},
+                      "duplicate_claims": {p: tuple(g) for p, g in data["duplicate_claims"].items()}})
+
+
+@dataclass(frozen=True)
+class DayOutcome:
+    """What one day did: its report, its constructed products and the encoded rows it added to each train table."""
+
+    day: str
+    report: DayReport
     products: pd.DataFrame = field(repr=False)
     train_rows: dict[str, pd.DataFrame] = field(repr=False)
 
-    def delta(self) -> DayOutcome:
-        """The outcome without the accumulated state tables: what the day itself contributed."""
-        return replace(self, state={})
+
+@dataclass(frozen=True)
+class DayTables:
+    """What a day reads: per state table a tail (every live row the day can change, and all rows after them), the
+    number of live rows before each tail, and the category codes."""
+
+    tails: dict[str, pd.DataFrame]
+    codes: pd.DataFrame
+    rows_before: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls) -> DayTables:
+        """The tables before the first day."""
+        return cls({t: pd.DataFrame() for t in STATE_TABLES}, pd.DataFrame(columns=["column", "value", "code"]))
+
+
+@dataclass(frozen=True)
+class DayResult:
+    """What a day writes: the new content of each state table's tail, rows appended to log tables, its daily
+    tables; and its outcome."""
+
+    outcome: DayOutcome
+    tails: dict[str, pd.DataFrame] = field(repr=False)
+    log: dict[str, pd.DataFrame] = field(repr=False)
+    daily: dict[str, pd.DataFrame] = field(repr=False)
 
 
 def union_columns(old: list[str], new: list[str]) -> list[str]:
@@ -59,7 +115,7 @@ def pull_priors(df: pd.DataFrame, backlog: pd.DataFrame) -> tuple[pd.DataFrame, 
     """Pull back the backlog rows whose params equal an L3 params of the day (returns df, backlog, pulled)."""
     if backlog.empty:
         return df, backlog, backlog
-    l3params = df.loc[is_level3(df["dag"]), "params"]
+    l3params = l3_params(df)
     deduped = backlog.sort_values("date", kind="stable").drop_duplicates("dname", keep="last")
     wanted = deduped["params"].isin(l3params)
     if not wanted.any():
@@ -68,6 +124,18 @@ def pull_priors(df: pd.DataFrame, backlog: pd.DataFrame) -> tuple[pd.DataFrame, 
     merged = append_rows(df, pulled.drop(columns="Dataset"))
     merged = merged.sort_values("date", kind="stable").drop_duplicates("dname", keep="last").reset_index(drop=True)
     return merged, deduped.loc[~wanted].reset_index(drop=True), pulled.reset_index(drop=True)
+
+
+def l3_params(science: pd.DataFrame) -> pd.Series:
+    """The params of the day's L3 rows: the backlog rows with these params are pulled back (and only those)."""
+    return science.loc[is_level3(science["dag"]), "params"]
+
+
+def working_l3_names(science: pd.DataFrame, backlog: pd.DataFrame) -> pd.Series:
+    """Names of the L3 rows of the day's working set (its rows and the priors pulled back from `backlog`): the only
+    products the day can update in the training tables."""
+    df = pull_priors(science, backlog)[0]
+    return df.loc[is_level3(df["dag"]), "dname"]
 
 
 def product_tables(df: pd.DataFrame, exp: pd.DataFrame, products: pd.DataFrame, codes: pd.DataFrame):
@@ -110,12 +178,12 @@ def product_tables(df: pd.DataFrame, exp: pd.DataFrame, products: pd.DataFrame, 
     return train, raw_out, rem, new_codes, summary
 
 
-def update_repro(df: pd.DataFrame, state: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, dict, list[str]]:
+def update_repro(df: pd.DataFrame, tails: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, dict, list[str]]:
     """Apply reprocessed products: unmatched L3s already in training.csv update it and their train file.
 
-    Returns df without the reprocessed rows, the updated state tables and the reprocessed names.
+    Returns df without the reprocessed rows, the updated tails and the reprocessed names.
     """
-    training = state["training"]
+    training = tails["training"]
     unmatched = df.loc[is_level3(df["dag"]) & df["pname"].isna()]
     if training.empty or not unmatched["dname"].isin(training["Dataset"]).any():
         return df, {}, []
@@ -129,7 +197,7 @@ def update_repro(df: pd.DataFrame, state: dict[str, pd.DataFrame]) -> tuple[pd.D
     modes = training.loc[rows].set_index("Dataset")["expmode"]
     for bucket in BUCKETS:
         name = f"train-{bucket.lower()}"
-        table = state[name]
+        table = tails[name]
         products = modes.index[modes == bucket]
         if table.empty or products.empty:
             continue
@@ -142,57 +210,49 @@ def update_repro(df: pd.DataFrame, state: dict[str, pd.DataFrame]) -> tuple[pd.D
     return df.loc[~df["dname"].isin(new.index)], updated, sorted(new.index)
 
 
-def ingest_day(scrubbed: ScrubbedDrop, state: dict[str, pd.DataFrame], *, save_l1: bool) -> DayOutcome:
-    """Ingest one scrubbed drop on top of the current tables (`STATE_TABLES` and `CODES_TABLE`)."""
-    df, backlog, pulled = pull_priors(scrubbed.science, state["ingest"])
+def ingest_day(scrubbed: ScrubbedDrop, tables: DayTables, *, save_l1: bool) -> DayResult:
+    """Ingest one scrubbed drop on top of the tails of the state tables and the category codes."""
+    df, backlog, pulled = pull_priors(scrubbed.science, tables.tails["ingest"])
     exposures = df.loc[is_level1(df["dag"])]
     exp = group_exposures(exposures) if len(exposures) else exposures.assign(product=[], bucket=[], order=[])
     match = match_products(df, exp, is_level3(df["dag"]))
     df = assign_modes(df, exp, match)
-    train, raw, rem, new_codes, summary = product_tables(df, exp, match.products, state[CODES_TABLE])
+    train, raw, rem, new_codes, summary = product_tables(df, exp, match.products, tables.codes)
 
     l3_working = df.loc[is_level3(df["dag"]), "dname"]
-    df, repro_state, reprocessed = update_repro(df, state)
-    tables = {**state, **repro_state}
+    df, repro_tails, reprocessed = update_repro(df, tables.tails)
+    tails = {**tables.tails, **repro_tails}
 
     df = df.assign(Dataset=df["dname"])
     base = [c for c in df.columns if c not in MODE_COLS]
     unmatched = df["pname"].isna()
     level1 = is_level1(df["dag"])
-    new_state = {
+    new_tails = {
         "ingest": append_rows(backlog, df.loc[unmatched, [*base, "expmode", "Dataset"]]),
-        "training": append_rows(tables["training"], df.loc[~unmatched & ~level1, [*base, *MODE_COLS]]),
+        "training": append_rows(tails["training"], df.loc[~unmatched & ~level1, [*base, *MODE_COLS]]),
     }
-    for bucket in BUCKETS:
-        name = f"train-{bucket.lower()}"
-        new_state[name] = append_rows(tables[name], train[name]) if name in train else tables[name]
+    for name in TRAIN_TABLES:
+        new_tails[name] = append_rows(tails[name], train[name]) if name in train else tails[name]
     log = {"mosaics": scrubbed.mosaics, CODES_TABLE: new_codes, **raw}
     if save_l1:
         log["level1"] = df.loc[~unmatched & level1, [*base, *MODE_COLS]]
 
-    unmatched_l3 = sorted(df.loc[unmatched & is_level3(df["dag"]), "dname"])
+    unmatched_l3 = tuple(sorted(df.loc[unmatched & is_level3(df["dag"]), "dname"]))
     claims = summary.dropna(subset=["pname"])
     claims = claims.loc[claims.duplicated("pname", keep=False)]
-    report = {
-        "day": scrubbed.day, "file": scrubbed.file, "save_l1": save_l1, "rows_read": scrubbed.rows_read,
-        "rows_l1": scrubbed.n_l1, "rows_l3": scrubbed.n_l3, "mosaics": len(scrubbed.mosaics),
-        "mrs_ch24_dropped": scrubbed.mrs_ch24_dropped, "priors_pulled": len(pulled),
-        "products": len(summary), "products_matched": int(summary["pname"].notna().sum()),
-        "l3_total": len(l3_working) - len(reprocessed), "l3_unmatched": unmatched_l3,
-        "l3_matched": len(l3_working) - len(reprocessed) - len(unmatched_l3),
-        "multi_match_losers": list(match.losers),
-        "duplicate_claims": {p: sorted(g) for p, g in claims.groupby("pname")["product"]},
-        "reprocessed": reprocessed, "backlog": len(new_state["ingest"]),
-        "training_rows": len(new_state["training"]),
-    }
-    report["match_rate"] = report["l3_matched"] / report["l3_total"] if report["l3_total"] else 1.0
-    return DayOutcome(
-        state=new_state, log=log, daily={**rem, "_science": scrubbed.science, "_mosaics": scrubbed.mosaics},
-        report=report, pulled=pulled, products=summary, train_rows=train,
+    l3_total = len(l3_working) - len(reprocessed)
+    report = DayReport(
+        day=scrubbed.day, file=scrubbed.file, save_l1=save_l1, rows_read=scrubbed.rows_read,
+        rows_l1=scrubbed.n_l1, rows_l3=scrubbed.n_l3, mosaics=len(scrubbed.mosaics),
+        mrs_ch24_dropped=scrubbed.mrs_ch24_dropped, priors_pulled=len(pulled),
+        products=len(summary), products_matched=int(summary["pname"].notna().sum()),
+        l3_total=l3_total, l3_matched=l3_total - len(unmatched_l3), l3_unmatched=unmatched_l3,
+        multi_match_losers=tuple(match.losers),
+        duplicate_claims={p: tuple(sorted(g)) for p, g in claims.groupby("pname")["product"]},
+        reprocessed=tuple(reprocessed),
+        backlog=tables.rows_before.get("ingest", 0) + len(new_tails["ingest"]),
+        training_rows=tables.rows_before.get("training", 0) + len(new_tails["training"]),
+        match_rate=(l3_total - len(unmatched_l3)) / l3_total if l3_total else 1.0,
     )
-
-
-def empty_state() -> dict[str, pd.DataFrame]:
-    """The tables before the first day."""
-    return {**{t: pd.DataFrame() for t in STATE_TABLES}, CODES_TABLE: pd.DataFrame(columns=["column", "value", "code"])}
-
+    outcome = DayOutcome(day=scrubbed.day, report=report, products=summary, train_rows=train)
+    return DayResult(outcome=outcome, tails=new_tails, log=log, daily=rem)

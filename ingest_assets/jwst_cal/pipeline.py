@@ -1,21 +1,32 @@
-"""Ingest a day into an output database: scrub, stateful day ingest, commit and CSV export in one transaction."""
+"""Ingest days into an output database: scrub a drop, stage its rows, then commit staged days one transaction each.
+
+A day reads only what it can change: the backlog rows its L3 products pull back, the training and train rows of
+the products it can reprocess, and everything after the first of those (with, for the two tables the engine sorts
+by date, every row that sort can move). It writes only the difference, and the export rewrites only the end of the
+files from the first changed row.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 from collections.abc import Callable, Iterable
+from dataclasses import asdict
 from pathlib import Path
 
-from .day import CODES_TABLE, STATE_TABLES, DayOutcome, ingest_day
-from .features import IngestError
+from .day import (
+    CODES_TABLE, TRAIN_TABLES, DayOutcome, DayReport, DayTables, ingest_day, l3_params, working_l3_names,
+)
 from .drops import OUTPUT_NAMES, DropError, drop_date, drop_name_problem, read_drop
+from .features import IngestError
 from .scrub import ScrubbedDrop, scrub_drop
 from .store import (
-    DB_NAME, DEFAULT_LOCK_TIMEOUT, ExportIncompleteError, IngestStore, StoreError, StoreMissingError, lock_folder,
+    DB_NAME, DEFAULT_LOCK_TIMEOUT, ExportIncompleteError, IngestStore, StoreError, StoreMissingError, Tail,
+    lock_folder,
 )
 
 REBUILD_DIR = ".jwst-cal-rebuild"
+STAGED_SCIENCE, STAGED_MOSAICS = "_science", "_mosaics"
 
 
 def scrub_file(path: Path) -> ScrubbedDrop:
@@ -39,37 +50,43 @@ def open_store(output_dir: Path, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT, 
     return IngestStore(output_dir, lock_timeout=lock_timeout, export=export)
 
 
-def ingest_scrubbed(scrubbed: ScrubbedDrop, output_dir: Path, *, save_l1: bool = False,
-                    lock_timeout: float = DEFAULT_LOCK_TIMEOUT, export: bool = True) -> DayOutcome:
-    """Ingest one scrubbed day into OUTPUT_DIR's store and export its CSV files.
+def stage_scrubbed(scrubbed: ScrubbedDrop, output_dir: Path, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+    """Store (replace) a day's scrubbed rows in OUTPUT_DIR's staging area, for `commit_days` to ingest.
 
-    Ingesting a day again replaces its contribution (D14); days after it that were already ingested are replayed
-    from their stored inputs on top of it, so the outputs always equal a run of every day in date order. The whole
-    operation is one transaction: it happens completely or not at all (D8). `export=False` leaves the CSV files
-    to a later export.
+    Staging is its own transaction, is never exported and is not undone when days are rolled back: a replay of the
+    day reads these rows.
     """
-    with open_store(output_dir, lock_timeout=lock_timeout, export=export) as store, store.transaction():
-        later = [d for d in store.days() if d >= scrubbed.day]
-        replays = [(_stored_drop(store, d), store.report(d)["save_l1"]) for d in later if d != scrubbed.day]
-        if later:
-            store.rollback_from(later[0])
-        outcome = _ingest_one(store, scrubbed, save_l1)
-        for stored, stored_save_l1 in replays:
-            _ingest_one(store, stored, stored_save_l1)
-    return outcome
+    with open_store(output_dir, lock_timeout=lock_timeout) as store:
+        _stage(store, scrubbed)
+
+
+def commit_days(days: list[str], output_dir: Path, *, save_l1: bool = False,
+                lock_timeout: float = DEFAULT_LOCK_TIMEOUT, export: bool = True) -> list[DayOutcome]:
+    """Ingest staged days in date order, each in its own transaction followed by its export (D8).
+
+    A day not after the last ingested one replaces that day's contribution (D14): the days from it on are rolled back
+    and ingested again from their staged rows, later ones with the `save_l1` they were ingested with, all in one
+    transaction, so the outputs always equal a run of every day in date order. Returns the outcome of every day
+    written, requested or replayed, in date order. `export=False` leaves the CSV files to a later export.
+    """
+    with open_store(output_dir, lock_timeout=lock_timeout, export=export) as store:
+        return _commit(store, days, save_l1)
 
 
 def ingest_drop(path: Path, output_dir: Path, *, save_l1: bool = False,
                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT, export: bool = True) -> DayOutcome:
-    """Read, scrub and ingest one drop file (the spacekit-equivalent of one run on one day).
+    """Read, scrub, stage and commit one drop file (the spacekit-equivalent of one run on one day).
 
     Bad input raises DropError naming the file, also for values found unusable during the day's ingest.
     """
     scrubbed = scrub_file(path)
     try:
-        return ingest_scrubbed(scrubbed, output_dir, save_l1=save_l1, lock_timeout=lock_timeout, export=export)
+        with open_store(output_dir, lock_timeout=lock_timeout, export=export) as store:
+            _stage(store, scrubbed)
+            outcomes = _commit(store, [scrubbed.day], save_l1)
     except IngestError as err:
         raise DropError(path, None, None, str(err)) from err
+    return next(outcome for outcome in outcomes if outcome.day == scrubbed.day)
 
 
 def rebuild_store(drops: Iterable[Path], output_dir: Path, *, save_l1: bool = False,
@@ -102,16 +119,65 @@ def rebuild_store(drops: Iterable[Path], output_dir: Path, *, save_l1: bool = Fa
             "this output folder is ingested into") from err
 
 
+def _stage(store: IngestStore, scrubbed: ScrubbedDrop) -> None:
+    meta = {"file": scrubbed.file, "rows_read": scrubbed.rows_read, "mrs_ch24_dropped": scrubbed.mrs_ch24_dropped}
+    store.stage(scrubbed.day, {STAGED_SCIENCE: scrubbed.science, STAGED_MOSAICS: scrubbed.mosaics}, meta)
+
+
+def _staged_drop(store: IngestStore, day: str) -> ScrubbedDrop:
+    staged = store.staged(day)
+    if staged is None:
+        raise ValueError(f"{day} is not staged in {store.output_dir}: stage its scrubbed rows first")
+    meta, frames = staged
+    return ScrubbedDrop(day=day, file=meta["file"], rows_read=meta["rows_read"], science=frames[STAGED_SCIENCE],
+                        mosaics=frames[STAGED_MOSAICS], mrs_ch24_dropped=meta["mrs_ch24_dropped"])
+
+
+def _commit(store: IngestStore, days: list[str], save_l1: bool) -> list[DayOutcome]:
+    """Ingest the staged `days` (see `commit_days`)."""
+    requested = sorted(set(days))
+    drops = {day: _staged_drop(store, day) for day in requested}
+    replayed = [day for day in store.days() if requested and day >= requested[0]]
+    flags = {day: DayReport.from_dict(store.report(day)).save_l1 for day in replayed}
+    flags |= dict.fromkeys(requested, save_l1)
+    outcomes = []
+    if replayed:
+        again = sorted(set(replayed) | {day for day in requested if day <= replayed[-1]})
+        with store.transaction():
+            store.rollback_from(again[0])
+            outcomes = [_ingest_one(store, drops.get(day) or _staged_drop(store, day), flags[day]) for day in again]
+    for day in requested:
+        if not replayed or day > replayed[-1]:
+            with store.transaction():
+                outcomes.append(_ingest_one(store, drops[day], save_l1))
+    return outcomes
+
+
 def _ingest_one(store: IngestStore, scrubbed: ScrubbedDrop, save_l1: bool) -> DayOutcome:
-    state = {name: store.current(name) for name in (*STATE_TABLES, CODES_TABLE)}
-    outcome = ingest_day(scrubbed, state, save_l1=save_l1)
-    store.write_day(scrubbed.day, state=outcome.state, log=outcome.log, daily=outcome.daily, report=outcome.report)
-    return outcome
-
-
-def _stored_drop(store: IngestStore, day: str) -> ScrubbedDrop:
-    report = store.report(day)
-    return ScrubbedDrop(
-        day=day, file=report["file"], rows_read=report["rows_read"], science=store.daily("_science", day),
-        mosaics=store.daily("_mosaics", day), mrs_ch24_dropped=report["mrs_ch24_dropped"],
+    """Ingest one day inside the open transaction: read the tails it can change, write what it changed."""
+    backlog = _tail(store, "ingest", "params", l3_params(scrubbed.science), sort_key="dname")
+    names = working_l3_names(scrubbed.science, backlog.rows)
+    tails = {"ingest": backlog, "training": _tail(store, "training", "Dataset", names, sort_key="pname")}
+    tails |= {table: _tail(store, table, "pname", names) for table in TRAIN_TABLES}
+    tables = DayTables(
+        tails={table: tail.rows for table, tail in tails.items()}, codes=store.current(CODES_TABLE),
+        rows_before={table: store.rows_before(table, tails[table].start) for table in ("ingest", "training")},
     )
+    result = ingest_day(scrubbed, tables, save_l1=save_l1)
+    state = {table: Tail(tails[table].start, rows) for table, rows in result.tails.items()}
+    store.write_day(scrubbed.day, state=state, log=result.log, daily=result.daily,
+                    report=asdict(result.outcome.report))
+    return result.outcome
+
+
+def _tail(store: IngestStore, table: str, column: str, values, *, sort_key: str | None = None) -> Tail:
+    """The tail of a state table a day can change: from its first row whose `column` is in `values` (when none is,
+    no row: the day only appends). The engine changes the backlog and the training table only on days it pulls or
+    reprocesses such a row, and then sorts the table by date, keeping the last row of each `sort_key`: their tail
+    also starts at the first row that sort can move.
+    """
+    start = store.first_position(table, column, values)
+    if start is not None and sort_key is not None:
+        moved = store.sort_start(table, "date", sort_key)
+        start = start if moved is None else min(start, moved)
+    return store.tail(table, start)

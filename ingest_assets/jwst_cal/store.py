@@ -1,15 +1,23 @@
 """State store of the JWST calibration ingest (D7, D8, D10, D14): one DuckDB file, exported as CSV files.
 
-The DuckDB file `jwst-cal.duckdb` in the output folder is the source of truth; `{table}.csv` files are exports of it,
-rewritten whole after every commit. One process at a time uses a store: it holds an exclusive lock on
-`.jwst-cal.lock` while open, and waits up to `lock_timeout` seconds for it (and for DuckDB's own file lock). Every stored row is a version: `_added` (day), `_removed` (day, NULL while live)
-and `_pos` (order), so a day costs O(changed rows) and any suffix of days can be forgotten. Table kinds:
+The DuckDB file `jwst-cal.duckdb` in the output folder is the source of truth; `{table}.csv` files are exports of it.
+One process at a time uses a store: it holds an exclusive lock on `.jwst-cal.lock` while open, and waits up to
+`lock_timeout` seconds for it (and for DuckDB's own file lock). Every stored row is a version: `_added` (day),
+`_removed` (day, NULL while live), `_pos` (order) and `_len` (bytes of its exported CSV line), so a day costs
+O(changed rows) and any suffix of days can be forgotten. Table kinds:
 
-* state: each day brings the full new content, diffed against the live rows by row content;
+* state: each day replaces a tail of the live rows (those from some position on) by new content; unchanged rows
+  keep their version, the others are removed or inserted between their neighbours;
 * log: each day brings rows to append;
-* daily: each day brings its own rows; the export shows the latest ingested day.
+* daily: each day brings its own rows; the export shows the latest ingested day;
+* staged: a day's input rows, replaced when the day is staged again; never rolled back with the days.
 
-Tables whose name starts with "_" are stored but never exported.
+Tables whose name starts with "_" are stored but never exported. Each commit records, per table, the first position
+it changed; the export that follows cuts each file back to the first changed row and appends the rows from there on
+(a day that only appends rows appends their text). New tables, daily tables and tables whose header or number
+formatting changed are rewritten whole, atomically. The marker `.jwst-cal-export` names the exported commit and each
+file's length; a commit whose export did not finish is exported again when the store is next opened, which also
+cuts off a half-written append.
 """
 
 from __future__ import annotations
@@ -21,9 +29,9 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from functools import partial
 from pathlib import Path
@@ -43,7 +51,8 @@ LOCK_POLL = 0.1
 # costs memory in proportion to the table's width each time within a transaction (quadratic in the changes).
 MAX_ALTERS = 16
 DATA_SCHEMA = "data"
-ROW_COLS = ("_added", "_removed", "_pos")
+ROW_COLS = ("_added", "_removed", "_pos", "_len")
+LAID_OUT = ("state", "log")  # kinds exported piecewise, with a line length per row
 MIN_GAP = 1e-6  # smallest spacing of new positions inside a gap before renumbering
 TABLE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 DOUBLE, BIGINT, BOOLEAN, VARCHAR = "DOUBLE", "BIGINT", "BOOLEAN", "VARCHAR"
@@ -53,11 +62,13 @@ SCAN_TYPES = {
     "UINTEGER": BIGINT, "USMALLINT": BIGINT, "UTINYINT": BIGINT, "BOOLEAN": BOOLEAN, "VARCHAR": VARCHAR, '"NULL"': None,
 }
 META_DDL = (
-    "CREATE TABLE IF NOT EXISTS schemas (tbl VARCHAR, day VARCHAR, kind VARCHAR, columns VARCHAR)",
+    "CREATE TABLE IF NOT EXISTS schemas (tbl VARCHAR, day VARCHAR, kind VARCHAR, columns VARCHAR, float_ints VARCHAR)",
     "CREATE TABLE IF NOT EXISTS ledger (day VARCHAR, report VARCHAR)",
     "CREATE TABLE IF NOT EXISTS generation (value BIGINT)",
     "INSERT INTO generation SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM generation)",
     "CREATE TABLE IF NOT EXISTS identity (id VARCHAR)",
+    "CREATE TABLE IF NOT EXISTS pending (gen BIGINT, tbl VARCHAR, from_pos DOUBLE, appended BOOLEAN, whole BOOLEAN)",
+    "CREATE TABLE IF NOT EXISTS staged (day VARCHAR, meta VARCHAR, columns VARCHAR)",
     f"CREATE SCHEMA IF NOT EXISTS {DATA_SCHEMA}",
 )
 
@@ -75,7 +86,7 @@ class StoreMissingError(StoreError):
 
 
 class StoreCorruptError(StoreError):
-    """The DuckDB file cannot be read as a database."""
+    """The DuckDB file cannot be read as a database of this ingest."""
 
 
 class ExportIncompleteError(RuntimeError):
@@ -84,10 +95,12 @@ class ExportIncompleteError(RuntimeError):
 
 @dataclass(frozen=True)
 class TableSchema:
-    """A table's kind and its columns (name, DuckDB type) in recorded order."""
+    """A table's kind, its columns (name, DuckDB type) in recorded order, and the BIGINT columns with missing values
+    among its live rows (pandas reads, hence writes, those as floats: `7.0`)."""
 
     kind: str
     columns: tuple[tuple[str, str], ...]
+    float_ints: tuple[str, ...] = ()
 
     @property
     def names(self) -> list[str]:
@@ -95,12 +108,33 @@ class TableSchema:
 
 
 @dataclass(frozen=True)
+class Tail:
+    """The live rows of a state table from position `start` on, in order; `start` None: none (the table's end).
+
+    Written back, the content replaces those rows: `Tail(-math.inf, frame)` replaces the whole table.
+    """
+
+    start: float | None
+    rows: pd.DataFrame
+
+
+@dataclass(frozen=True)
 class RowDiff:
-    """How a state table's new content differs from its live rows."""
+    """How new content of a tail differs from its live rows."""
 
     new_rows: np.ndarray  # positional indices into the new content
     new_pos: np.ndarray  # their `_pos`
     gone_pos: np.ndarray  # `_pos` of the live rows that vanish
+
+
+@dataclass(frozen=True)
+class Change:
+    """What the commits since the last export did to a table: the first position they changed, whether they only
+    appended rows, whether its file must be written whole."""
+
+    start: float | None
+    appended: bool
+    whole: bool
 
 
 # --- pure helpers -----------------------------------------------------------------------------------------------------
@@ -155,10 +189,11 @@ def cast_expr(expr: str, source: str | None, target: str) -> str:
 
 
 def convert_expr(expr: str, stored: str, target: str) -> str:
-    """SQL converting a stored column to a new type: widening, or narrowing back to the type of its live rows.
+    """SQL converting a stored column to a type: widening, or narrowing back to the type its values came from.
 
-    Narrowing back happens on rollback. DuckDB also converts the rows the transaction deleted (values of the
-    rolled-back days); those may fail and become NULL. Live rows came from `target` and convert back.
+    Narrowing back happens on rollback and when a staged day is read. DuckDB also converts the rows the transaction
+    deleted (values of the rolled-back days); those may fail and become NULL. Live rows came from `target` and
+    convert back.
     """
     if stored != target and widen(stored, target) == stored:
         return f"TRY_CAST({expr} AS {target})"
@@ -202,20 +237,32 @@ def match_positions(stored_h: np.ndarray, stored_pos: np.ndarray, new_h: np.ndar
     return new.merge(stored, on=["h", "k"], how="left")["pos"].to_numpy(dtype=np.float64)
 
 
-def place_new_rows(matched: np.ndarray) -> np.ndarray | None:
-    """Positions of all rows given the kept rows' positions (NaN = new); None when a renumbering is needed
-    (kept rows out of order, or a gap too small).
+def keep_in_order(matched: np.ndarray) -> np.ndarray:
+    """Which matched rows (NaN: none) keep their position: a subset whose positions increase in the new order.
 
-    New rows go between their kept neighbours, evenly spaced; before the first kept row at -1, -2...; after the last
-    at +1, +2...; none kept: 0, 1, 2...
+    The larger of two greedy subsets: the rows below no earlier row (right when rows moved back, as a late row sorted
+    into its date) and the rows above no later row (right when rows moved on, as a row whose date was updated).
+    """
+    unmatched = np.isnan(matched)
+    not_below = ~unmatched & (matched >= np.maximum.accumulate(np.where(unmatched, -np.inf, matched)))
+    not_above = ~unmatched & (matched <= np.minimum.accumulate(np.where(unmatched, np.inf, matched)[::-1])[::-1])
+    return not_below if not_below.sum() >= not_above.sum() else not_above
+
+
+def place_new_rows(matched: np.ndarray, lower: float | None) -> np.ndarray | None:
+    """Positions of all rows given the kept rows' positions (NaN = new, kept ones increasing) and the position of
+    the live row before them (None: none); None when a gap is too small (renumbering is needed).
+
+    New rows go between their kept neighbours (the row before counts as one), evenly spaced; before the first kept
+    row without a row before it at -1, -2...; after the last at +1, +2...; no neighbour at all: 0, 1, 2...
     """
     kept = ~np.isnan(matched)
-    series = pd.Series(matched)
     new = ~kept
+    bounded = pd.Series(np.concatenate([[np.nan if lower is None else lower], matched]))
     run = np.cumsum(kept)[new]  # new rows sharing a gap share a run id
     rank = pd.Series(run).groupby(run, sort=False).cumcount().to_numpy() + 1
     size = np.bincount(run)[run]
-    prev, nxt = series.ffill().to_numpy()[new], series.bfill().to_numpy()[new]
+    prev, nxt = bounded.ffill().to_numpy()[1:][new], bounded.bfill().to_numpy()[1:][new]
     step = (nxt - prev) / (size + 1)
     if np.any(step < MIN_GAP):
         return None
@@ -228,15 +275,12 @@ def place_new_rows(matched: np.ndarray) -> np.ndarray | None:
     return positions if np.all(np.diff(positions) > 0) else None
 
 
-def diff_rows(stored_h: np.ndarray, stored_pos: np.ndarray, new_h: np.ndarray) -> RowDiff | None:
-    """Diff of a state table by row hashes (live rows in `_pos` order); None when it must be renumbered."""
-    n = len(stored_h)
-    if len(new_h) >= n and np.array_equal(new_h[:n], stored_h):  # the usual day: rows appended
-        last = stored_pos[-1] if n else -1.0
-        added = np.arange(n, len(new_h))
-        return RowDiff(added, last + 1.0 + np.arange(len(added)), stored_pos[:0])
+def diff_rows(stored_h: np.ndarray, stored_pos: np.ndarray, new_h: np.ndarray, lower: float | None) -> RowDiff | None:
+    """Diff of a tail by row hashes (its live rows in `_pos` order, `lower` the position before them); None when it
+    must be renumbered."""
     matched = match_positions(stored_h, stored_pos, new_h)
-    positions = place_new_rows(matched)
+    matched = np.where(keep_in_order(matched), matched, np.nan)
+    positions = place_new_rows(matched, lower)
     if positions is None:
         return None
     added = np.flatnonzero(np.isnan(matched))
@@ -264,6 +308,25 @@ def to_pandas(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
     return pd.DataFrame(columns, columns=schema.names, copy=False).reset_index(drop=True)
 
 
+def header_line(schema: TableSchema) -> str:
+    """A table's CSV header, as `to_csv` writes it."""
+    return pd.DataFrame(columns=schema.names).to_csv(index=False)
+
+
+def csv_lines(rows: pd.DataFrame, schema: TableSchema) -> str:
+    """Rows (read back) as `to_csv` writes them inside their whole table: BIGINT columns with missing values
+    anywhere in the table are floats."""
+    return rows.astype(dict.fromkeys(schema.float_ints, np.float64)).to_csv(index=False, header=False)
+
+
+def line_lengths(text: str) -> np.ndarray:
+    """Bytes of each CSV record of `text`, its line break included (a line break inside quotes is part of a field)."""
+    data = np.frombuffer(text.encode(), dtype=np.uint8)
+    quoted = np.cumsum(data == ord('"')) % 2 == 1
+    ends = np.flatnonzero((data == ord("\n")) & ~quoted)
+    return np.diff(ends, prepend=-1)
+
+
 def json_default(value):
     """numpy values in reports."""
     if isinstance(value, np.generic):
@@ -289,6 +352,29 @@ def write_atomic(path: Path, write: Callable[[IO[str]], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def file_matches(path: Path, header: bytes, size: int, *, exact: bool = False) -> bool:
+    """Whether `path` is a regular file that starts with `header` and holds `size` bytes (at least, unless `exact`)."""
+    try:
+        if not path.is_file() or size < len(header):
+            return False
+        with path.open("rb") as handle:
+            actual = os.fstat(handle.fileno()).st_size
+            return (actual == size if exact else actual >= size) and handle.read(len(header)) == header
+    except OSError:
+        return False
+
+
+def rewrite_from(path: Path, offset: int, data: bytes) -> int:
+    """Cut a file back to `offset` bytes, append `data`, fsync; its new length."""
+    with path.open("r+b") as handle:
+        handle.truncate(offset)
+        handle.seek(offset)
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return offset + len(data)
 
 
 def fsync_dir(path: Path) -> None:
@@ -353,6 +439,7 @@ class IngestStore:
         self._lock = lock_folder(self.output_dir, lock_timeout)
         self._con = None
         self._in_transaction = False
+        self._generation = 0  # of the commit a transaction prepares
         try:
             db_path = self.output_dir / DB_NAME
             if not db_path.exists() and (self.output_dir / MARKER_NAME).exists():
@@ -360,6 +447,7 @@ class IngestStore:
                     f"{self.output_dir} holds exported tables ({MARKER_NAME}) but no {DB_NAME}: the database was "
                     "deleted or moved")
             self._con = connect(db_path, max(0.0, lock_timeout))
+            self._check_layout(db_path)
             for statement in META_DDL:
                 self._sql(statement)
             self._sql("INSERT INTO identity SELECT ? WHERE NOT EXISTS (SELECT 1 FROM identity)", [str(uuid.uuid4())])
@@ -420,30 +508,83 @@ class IngestStore:
             raise ValueError(f"{table} is a {schema.kind} table, not a daily one")
         return self._rows(table, schema, "_added = ?", [day])
 
+    def tail(self, table: str, start: float | None) -> Tail:
+        """The live rows of a state table from position `start` on; for None, no row (with the table's columns)."""
+        schema = self._schema(table)
+        if schema is None:
+            return Tail(None, pd.DataFrame())
+        if start is None:
+            return Tail(None, self._rows(table, schema, "FALSE"))
+        return Tail(start, self._rows(table, schema, "_removed IS NULL AND _pos >= ?", [start]))
+
+    def rows_before(self, table: str, start: float | None) -> int:
+        """How many live rows precede position `start` (None: all live rows)."""
+        if self._schema(table) is None:
+            return 0
+        where, params = ("", []) if start is None else (" AND _pos < ?", [start])
+        return self._sql(f"SELECT count(*) FROM {table_ref(table)} WHERE _removed IS NULL{where}", params)[0][0]
+
+    def first_position(self, table: str, column: str, values: Sequence) -> float | None:
+        """Position of the first live row whose `column` holds one of `values` (as text); None when none does."""
+        schema = self._schema(table)
+        wanted = pd.Series(values, dtype=object).dropna().astype(str).unique().tolist()
+        if schema is None or column not in schema.names or not wanted:
+            return None
+        return self._sql(f"SELECT min(_pos) FROM {table_ref(table)} WHERE _removed IS NULL "
+                         f"AND {quote(column)} IN (SELECT unnest(?::VARCHAR[]))", [wanted])[0][0]
+
+    def sort_start(self, table: str, order_by: str, unique: str) -> float | None:
+        """Position of the first live row that a stable sort of the live rows by `order_by`, keeping the last row of
+        each `unique` value, could move or remove; None when that sort leaves every row in place.
+
+        Exact for a table sorted that way on each day that removes rows from it: the live rows added before the
+        latest such day are then in order and unique, so only the rows added since, the rows they sort before and
+        the rows they repeat can move.
+        """
+        if self._schema(table) is None:
+            return None
+        ref, order, key = table_ref(table), quote(order_by), quote(unique)
+        since = self._sql(f"SELECT coalesce(max(_removed), '') FROM {ref}")[0][0]
+        return self._sql(f"""
+            WITH live AS (SELECT _pos, _added, {order} AS o, {key} AS u FROM {ref} WHERE _removed IS NULL),
+            recent AS (SELECT o, u FROM live WHERE _added >= ?)
+            SELECT min(_pos) FROM live
+            WHERE _added >= ? OR o > (SELECT min(o) FROM recent) OR u IN (SELECT u FROM recent)
+                OR (o IS NULL AND EXISTS (SELECT 1 FROM recent WHERE o IS NOT NULL))
+                OR (u IS NULL AND EXISTS (SELECT 1 FROM recent WHERE u IS NULL))""", [since, since])[0][0]
+
+    def staged(self, day: str) -> tuple[dict, dict[str, pd.DataFrame]] | None:
+        """A staged day: its description and its tables, each with the columns and types it was staged with."""
+        rows = self._sql("SELECT meta, columns FROM staged WHERE day = ?", [day])
+        if not rows:
+            return None
+        frames = {}
+        for table, columns in json.loads(rows[0][1]).items():
+            wanted = TableSchema("staged", tuple((name, typ) for name, typ in columns))
+            stored = self._schema(table)
+            if stored is None:  # only ever staged without rows
+                frames[table] = to_pandas(pd.DataFrame(columns=wanted.names, dtype=object), wanted)
+                continue
+            physical = dict(stored.columns)
+            exprs = [f"{convert_expr(quote(name), physical[name], typ)} AS {quote(name)}" for name, typ in columns]
+            frames[table] = self._select(table, wanted, "_added = ?", [day], exprs)[0]
+        return json.loads(rows[0][0]), frames
+
     # --- writing ------------------------------------------------------------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """BEGIN ... COMMIT (ROLLBACK and re-raise on error), then export every non-internal table.
+        """BEGIN ... COMMIT (ROLLBACK and re-raise on error), then export what the commit changed.
 
         A DuckDB I/O failure (full disk, permissions) raises StoreError; a failure or interruption after the commit
         raises ExportIncompleteError: the day is stored and its export is completed when the store is next opened.
         """
-        if self._in_transaction:
-            raise RuntimeError("a transaction is already open")
-        self._sql("BEGIN TRANSACTION")
-        self._in_transaction = True
-        try:
+        with self._atomic():
+            self._generation = self._sql("SELECT value FROM generation")[0][0] + 1
+            exported = self._exported_generation(self._marker())
+            if exported is not None:
+                self._sql("DELETE FROM pending WHERE gen <= ?", [exported])
             yield
-            self._sql("UPDATE generation SET value = value + 1")
-            self._sql("COMMIT")
-        except duckdb.IOException as err:
-            self._rollback()
-            raise StoreError(f"writing {self.output_dir / DB_NAME} failed: {first_line(err)}") from err
-        except BaseException:
-            self._rollback()
-            raise
-        finally:
-            self._in_transaction = False
+            self._sql("UPDATE generation SET value = ?", [self._generation])
         if not self._exports:
             return
         try:
@@ -454,52 +595,125 @@ class IngestStore:
                 f"({first_line(err)}); the export is completed the next time this output folder is ingested into"
             ) from err
 
+    def stage(self, day: str, frames: Mapping[str, pd.DataFrame], meta: Mapping) -> None:
+        """Store a day's input rows (tables named `_...`) and its description, replacing any staged before, in a
+        transaction of their own: staging is never exported and never rolled back with the days."""
+        check_day(day)
+        if bad := [table for table in frames if not table.startswith("_")]:
+            raise ValueError(f"staged tables are internal: their names start with '_', got {bad}")
+        with self._atomic():
+            columns = {}
+            for table, frame in frames.items():
+                check_frame(table, frame)
+                types = self._frame_types(frame)
+                columns[table] = [(name, types[name] or VARCHAR) for name in frame.columns]
+                schema = self._evolve_schema(table, "staged", frame, types, day)
+                if schema is not None:
+                    self._sql(f"DELETE FROM {table_ref(table)} WHERE _added = ?", [day])
+                    self._insert(table, schema, frame, types, np.arange(len(frame), dtype=np.float64), day)
+            self._sql("DELETE FROM staged WHERE day = ?", [day])
+            self._sql("INSERT INTO staged VALUES (?, ?, ?)",
+                      [day, json.dumps(dict(meta), default=json_default), json.dumps(columns)])
+
     def rollback_from(self, day: str) -> None:
         """Forget every contribution of the days >= `day` (rows, removals, schema changes, ledger entries)."""
         self._require_transaction()
         check_day(day)
         for table in self._tables():
-            self._sql(f"DELETE FROM {table_ref(table)} WHERE _added >= ?", [day])
-            self._sql(f"UPDATE {table_ref(table)} SET _removed = NULL WHERE _removed >= ?", [day])
-        changed = self._sql("SELECT DISTINCT tbl FROM schemas WHERE day >= ?", [day])
-        self._sql("DELETE FROM schemas WHERE day >= ?", [day])
+            ref = table_ref(table)
+            first = self._sql(f"SELECT min(_pos) FROM {ref} WHERE _added >= ? OR _removed >= ?", [day, day])[0][0]
+            if first is not None:
+                self._pending(table, first)
+            self._sql(f"DELETE FROM {ref} WHERE _added >= ?", [day])
+            self._sql(f"UPDATE {ref} SET _removed = NULL WHERE _removed >= ?", [day])
+        changed = self._sql("SELECT DISTINCT tbl FROM schemas WHERE day >= ? AND kind <> 'staged'", [day])
+        self._sql("DELETE FROM schemas WHERE day >= ? AND kind <> 'staged'", [day])
         for (table,) in changed:
             self._restore_table(table)
         self._sql("DELETE FROM ledger WHERE day >= ?", [day])
 
-    def write_day(self, day: str, *, state: Mapping[str, pd.DataFrame], log: Mapping[str, pd.DataFrame],
-                  daily: Mapping[str, pd.DataFrame], report: dict) -> None:
-        """Store one day: full content of state tables, rows appended to log tables, the day's daily rows."""
+    def write_day(self, day: str, *, state: Mapping[str, Tail], log: Mapping[str, pd.DataFrame],
+                  daily: Mapping[str, pd.DataFrame], report: Mapping) -> None:
+        """Store one day: new content of a tail of each state table, rows appended to log tables, the day's daily
+        rows."""
         self._require_transaction()
         check_day(day)
         stored = self.days()
         if stored and day <= stored[-1]:
             raise ValueError(f"day {day} is not after the last stored day {stored[-1]}; roll back first")
-        writes = [(t, "state", f) for t, f in state.items()] + [(t, "log", f) for t, f in log.items()] + [
-            (t, "daily", f) for t, f in daily.items()]
-        names = [table for table, _, _ in writes]
+        if not all(isinstance(tail, Tail) for tail in state.values()):
+            raise TypeError("state tables are written as a Tail: the new content of their rows from a position on")
+        writes = [(t, "state", tail.rows, tail.start) for t, tail in state.items()] + [
+            (t, "log", f, None) for t, f in log.items()] + [(t, "daily", f, None) for t, f in daily.items()]
+        names = [table for table, _, _, _ in writes]
         if len(set(names)) != len(names):
             raise ValueError(f"a table is given more than once: {sorted(names)}")
-        writers = {"state": self._write_state, "log": self._append, "daily": self._append}
-        for table, kind, frame in writes:
+        for table, kind, frame, start in writes:
             check_frame(table, frame)
             types = self._frame_types(frame)
+            old = self._schema(table)
             schema = self._evolve_schema(table, kind, frame, types, day)
-            if schema is not None:
-                writers[kind](table, schema, frame, types, day)
-        self._sql("INSERT INTO ledger VALUES (?, ?)", [day, json.dumps(report, default=json_default)])
+            if schema is None:
+                continue
+            removed = False
+            if kind == "state":
+                removed = self._write_state(table, schema, frame, start, types, day)
+            else:
+                self._append(table, schema, frame, types, day)
+            if kind in LAID_OUT:
+                self._settle(table, schema, day, reflow=old is not None and old.columns != schema.columns,
+                             removed=removed)
+        self._sql("INSERT INTO ledger VALUES (?, ?)", [day, json.dumps(dict(report), default=json_default)])
 
     def _sql(self, sql: str, params: list | None = None) -> list[tuple]:
         """Run one statement to completion (DuckDB refuses new work while a result is unfinished)."""
         return self._con.execute(sql, params or []).fetchall()
 
+    @contextmanager
+    def _atomic(self) -> Iterator[None]:
+        """BEGIN ... COMMIT; ROLLBACK and re-raise on error, a DuckDB I/O failure as StoreError."""
+        if self._in_transaction:
+            raise RuntimeError("a transaction is already open")
+        self._sql("BEGIN TRANSACTION")
+        self._in_transaction = True
+        try:
+            yield
+            self._sql("COMMIT")
+        except duckdb.IOException as err:
+            self._rollback()
+            raise StoreError(f"writing {self.output_dir / DB_NAME} failed: {first_line(err)}") from err
+        except BaseException:
+            self._rollback()
+            raise
+        finally:
+            self._in_transaction = False
+
+    def _check_layout(self, db_path: Path) -> None:
+        """Refuse a database written by an earlier version of the store (no export layout)."""
+        columns = {name for (name,) in self._sql("SELECT column_name FROM information_schema.columns "
+                                                 "WHERE table_schema = 'main' AND table_name = 'schemas'")}
+        if columns and "float_ints" not in columns:
+            raise StoreCorruptError(f"{db_path} was written by an earlier version of this ingest, without the layout "
+                                    "its exports are now kept up to date with")
+
     # --- schema -------------------------------------------------------------------------------------------------------
     def _schema(self, table: str) -> TableSchema | None:
-        rows = self._sql("SELECT kind, columns FROM schemas WHERE tbl = ? ORDER BY day DESC LIMIT 1", [table])
-        return TableSchema(rows[0][0], tuple(tuple(c) for c in json.loads(rows[0][1]))) if rows else None
+        rows = self._sql("SELECT kind, columns, float_ints FROM schemas WHERE tbl = ? ORDER BY day DESC LIMIT 1",
+                         [table])
+        if not rows:
+            return None
+        kind, columns, float_ints = rows[0]
+        return TableSchema(kind, tuple(tuple(c) for c in json.loads(columns)), tuple(json.loads(float_ints)))
 
     def _tables(self) -> list[str]:
-        return [row[0] for row in self._sql("SELECT DISTINCT tbl FROM schemas ORDER BY tbl")]
+        """The day-versioned tables (staged ones aside)."""
+        return [row[0] for row in self._sql("SELECT DISTINCT tbl FROM schemas WHERE kind <> 'staged' ORDER BY tbl")]
+
+    def _record_schema(self, table: str, day: str, schema: TableSchema) -> None:
+        """The table's schema from `day` on (a staged table keeps one schema, whatever the day)."""
+        self._sql("DELETE FROM schemas WHERE tbl = ? AND (day = ? OR kind = 'staged')", [table, day])
+        self._sql("INSERT INTO schemas VALUES (?, ?, ?, ?, ?)",
+                  [table, day, schema.kind, json.dumps(schema.columns), json.dumps(schema.float_ints)])
 
     def _evolve_schema(self, table: str, kind: str, frame: pd.DataFrame, types: Mapping[str, str | None],
                        day: str) -> TableSchema | None:
@@ -513,16 +727,17 @@ class IngestStore:
             raise ValueError(f"{table} is a {old.kind} table; cannot write it as {kind}")
         if not len(frame):
             return old
-        new = TableSchema(kind, evolve_columns(old.columns if old else (), frame, types))
+        new = TableSchema(kind, evolve_columns(old.columns if old else (), frame, types),
+                          old.float_ints if old else ())
         if new == old:
             return old
         if old is None:
             columns = ", ".join(f"{quote(n)} {t}" for n, t in new.columns)
-            self._sql(
-                f"CREATE TABLE {table_ref(table)} ({columns}, _added VARCHAR, _removed VARCHAR, _pos DOUBLE)")
+            self._sql(f"CREATE TABLE {table_ref(table)} ({columns}, _added VARCHAR, _removed VARCHAR, _pos DOUBLE, "
+                      "_len BIGINT)")
         else:
             self._alter_columns(table, dict(old.columns), new)
-        self._sql("INSERT INTO schemas VALUES (?, ?, ?, ?)", [table, day, kind, json.dumps(new.columns)])
+        self._record_schema(table, day, new)
         return new
 
     def _alter_columns(self, table: str, physical: Mapping[str, str], target: TableSchema) -> None:
@@ -554,7 +769,8 @@ class IngestStore:
         self._sql(f"ALTER TABLE {DATA_SCHEMA}.{scratch} RENAME TO {quote(table)}")
 
     def _restore_table(self, table: str) -> None:
-        """After a rollback: drop the table if no schema remains, else bring its columns back to the recorded ones."""
+        """After a rollback: drop the table if no schema remains, else bring its columns back to the recorded ones
+        (and the exported lines of its rows with them)."""
         schema = self._schema(table)
         if schema is None:
             self._sql(f"DROP TABLE {table_ref(table)}")
@@ -563,16 +779,28 @@ class IngestStore:
             "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
             [DATA_SCHEMA, table])
         self._alter_columns(table, {n: t for n, t in physical if n not in ROW_COLS}, schema)
+        if schema.kind in LAID_OUT:
+            self._clear_lengths(table)
+            self._fill_lengths(table, schema)
+            self._pending(table, None, whole=True)
 
     # --- rows ---------------------------------------------------------------------------------------------------------
-    def _rows(self, table: str, schema: TableSchema, where: str, params: list | None = None) -> pd.DataFrame:
-        """Selected rows in `_pos` order (sorted here: DuckDB's ORDER BY moves every wide row)."""
-        columns = ", ".join(quote(n) for n in schema.names)
-        frame = self._con.execute(f"SELECT {columns}, _pos FROM {table_ref(table)} WHERE {where}", params or []).df()
+    def _select(self, table: str, schema: TableSchema, where: str, params: list | None = None,
+                exprs: list[str] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+        """Selected rows in `_pos` order (sorted here: DuckDB's ORDER BY moves every wide row), and their positions.
+
+        `exprs` gives the schema's columns (default: the stored columns of those names).
+        """
+        select = ", ".join(exprs or [quote(n) for n in schema.names])
+        frame = self._con.execute(f"SELECT {select}, _pos FROM {table_ref(table)} WHERE {where}", params or []).df()
         positions = frame["_pos"].to_numpy()
         if np.any(np.diff(positions) < 0):
-            frame = frame.take(np.argsort(positions, kind="stable"))
-        return to_pandas(frame, schema)
+            order = np.argsort(positions, kind="stable")
+            frame, positions = frame.take(order), positions[order]
+        return to_pandas(frame, schema), positions
+
+    def _rows(self, table: str, schema: TableSchema, where: str, params: list | None = None) -> pd.DataFrame:
+        return self._select(table, schema, where, params)[0]
 
     def _frame_types(self, frame: pd.DataFrame) -> dict[str, str | None]:
         """Stored type of each incoming column, as DuckDB scans it (float, int, bool, text; None: all missing)."""
@@ -599,7 +827,7 @@ class IngestStore:
 
     def _insert(self, table: str, schema: TableSchema, frame: pd.DataFrame, types: Mapping[str, str | None],
                 positions: np.ndarray, day: str) -> None:
-        """Insert `frame`'s rows as versions added on `day` at `positions`."""
+        """Insert `frame`'s rows as versions added on `day` at `positions` (their line length still unknown)."""
         if not len(frame):
             return
         rows = frame.assign(_pos=positions)
@@ -608,37 +836,104 @@ class IngestStore:
         self._query_frame(rows, f"INSERT INTO {table_ref(table)} ({columns}, _added, _removed, _pos) "
                                 f"SELECT {values}, ?, NULL, _pos FROM incoming", [day])
 
+    def _last_position(self, table: str, before: float | None = None) -> float | None:
+        """Position of the last live row (before position `before`); None when there is none."""
+        where, params = ("", []) if before is None else (" AND _pos < ?", [before])
+        return self._sql(f"SELECT max(_pos) FROM {table_ref(table)} WHERE _removed IS NULL{where}", params)[0][0]
+
     def _append(self, table: str, schema: TableSchema, frame: pd.DataFrame, types: Mapping[str, str | None],
                 day: str) -> None:
         """Log and daily tables: the rows follow every stored row."""
-        start = self._sql(f"SELECT coalesce(max(_pos) + 1, 0) FROM {table_ref(table)}")[0][0]
+        last = self._last_position(table)
+        start = 0.0 if last is None else last + 1.0
         self._insert(table, schema, frame, types, start + np.arange(len(frame), dtype=np.float64), day)
+        if schema.kind in LAID_OUT and len(frame):
+            self._pending(table, start, appended=True)
 
-    def _write_state(self, table: str, schema: TableSchema, frame: pd.DataFrame, types: Mapping[str, str | None],
-                     day: str) -> None:
-        """Keep unchanged live rows, remove vanished ones, insert new or changed ones between their neighbours."""
-        values = ", ".join(self._select_list(schema, types))
-        stored = self._live_hashes(table, schema)
+    def _write_state(self, table: str, schema: TableSchema, frame: pd.DataFrame, start: float | None,
+                     types: Mapping[str, str | None], day: str) -> bool:
+        """Replace the live rows from `start` on by `frame`: keep unchanged rows, remove vanished ones, insert new or
+        changed ones between their neighbours. Whether rows were removed."""
+        ref = table_ref(table)
+        stored_h, stored_pos = np.empty(0, dtype=np.uint64), np.empty(0)
+        if start is not None:
+            columns = ", ".join(quote(n) for n in schema.names)
+            stored = self._con.execute(f"SELECT hash({columns}) AS h, _pos FROM {ref} "
+                                       "WHERE _removed IS NULL AND _pos >= ? ORDER BY _pos", [start]).fetchnumpy()
+            stored_h, stored_pos = stored["h"], stored["_pos"]
         new_h = np.empty(0, dtype=np.uint64)
         if len(frame):
+            values = ", ".join(self._select_list(schema, types))
             new_h = self._query_frame(frame, f"SELECT hash({values}) AS h FROM incoming")["h"]
-        diff = diff_rows(stored["h"], stored["_pos"], new_h)
-        if diff is None:  # order changed or a gap is exhausted: re-version every live row
-            self._sql(f"UPDATE {table_ref(table)} SET _removed = ? WHERE _removed IS NULL", [day])
-            self._insert(table, schema, frame, types, np.arange(len(frame), dtype=np.float64), day)
-            return
+        n = len(stored_h)
+        appended = len(new_h) >= n and np.array_equal(new_h[:n], stored_h)
+        if appended:  # the usual day: rows appended
+            last = stored_pos[-1] if n else self._last_position(table)
+            base = -1.0 if last is None else last
+            diff = RowDiff(np.arange(n, len(new_h)), base + 1.0 + np.arange(len(new_h) - n), stored_pos[:0])
+        else:
+            lower = self._last_position(table, before=start)
+            diff = diff_rows(stored_h, stored_pos, new_h, lower)
+            if diff is None:  # a gap is exhausted: re-version the whole tail
+                base = -1.0 if lower is None else lower
+                diff = RowDiff(np.arange(len(new_h)), base + 1.0 + np.arange(len(new_h), dtype=np.float64),
+                               stored_pos)
         if len(diff.gone_pos):
             self._query_frame(pd.DataFrame({"_pos": diff.gone_pos}),
-                              f"UPDATE {table_ref(table)} AS t SET _removed = ? FROM incoming "
+                              f"UPDATE {ref} AS t SET _removed = ? FROM incoming "
                               "WHERE t._removed IS NULL AND t._pos = incoming._pos", [day])
         self._insert(table, schema, frame.iloc[diff.new_rows], types, diff.new_pos, day)
+        touched = np.concatenate([diff.gone_pos, diff.new_pos])
+        if len(touched):
+            self._pending(table, float(touched.min()), appended=appended)
+        return bool(len(diff.gone_pos))
 
-    def _live_hashes(self, table: str, schema: TableSchema) -> dict[str, np.ndarray]:
-        """Row hashes and positions of a state table's live rows, in order."""
-        columns = ", ".join(quote(n) for n in schema.names)
-        return self._con.execute(
-            f"SELECT hash({columns}) AS h, _pos FROM {table_ref(table)} WHERE _removed IS NULL ORDER BY _pos"
-        ).fetchnumpy()
+    # --- export layout ------------------------------------------------------------------------------------------------
+    def _settle(self, table: str, schema: TableSchema, day: str, *, reflow: bool, removed: bool) -> None:
+        """After a day's rows are written to a state or log table: record which BIGINT columns now have missing
+        values, and give each live row without one its line length. `reflow`: the table's columns changed, so every
+        line did (as it does when the BIGINT columns with missing values change)."""
+        ints = [name for name, typ in schema.columns if typ == BIGINT]
+        if reflow:
+            self._clear_lengths(table)
+        missing = self._with_missing(table, ints, "_len IS NULL")  # among the rows without a length
+        earlier = set() if reflow else set(schema.float_ints) & set(ints)
+        if removed and earlier:
+            earlier = self._with_missing(table, sorted(earlier), "TRUE")
+        float_ints = tuple(name for name in ints if name in missing | earlier)
+        if float_ints != schema.float_ints:
+            schema = replace(schema, float_ints=float_ints)
+            self._record_schema(table, day, schema)
+            if not reflow:
+                self._clear_lengths(table)
+                reflow = True
+        self._fill_lengths(table, schema)
+        if reflow:
+            self._pending(table, None, whole=True)
+
+    def _with_missing(self, table: str, columns: list[str], where: str) -> set[str]:
+        """Those of `columns` with a missing value among the live rows that satisfy `where`."""
+        if not columns:
+            return set()
+        counts = self._sql(f"SELECT {', '.join(f'count(*) - count({quote(c)})' for c in columns)} "
+                           f"FROM {table_ref(table)} WHERE _removed IS NULL AND {where}")[0]
+        return {column for column, count in zip(columns, counts) if count}
+
+    def _clear_lengths(self, table: str) -> None:
+        self._sql(f"UPDATE {table_ref(table)} SET _len = NULL WHERE _removed IS NULL")
+
+    def _fill_lengths(self, table: str, schema: TableSchema) -> None:
+        """The line length of each live row that has none, as the export writes the line."""
+        rows, positions = self._select(table, schema, "_removed IS NULL AND _len IS NULL")
+        if not len(rows):
+            return
+        lengths = pd.DataFrame({"_pos": positions, "_len": line_lengths(csv_lines(rows, schema))})
+        self._query_frame(lengths, f"UPDATE {table_ref(table)} AS t SET _len = incoming._len FROM incoming "
+                                   "WHERE t._removed IS NULL AND t._pos = incoming._pos")
+
+    def _pending(self, table: str, start: float | None, *, appended: bool = False, whole: bool = False) -> None:
+        """Note for the export what this commit changes in a table: from position `start` on, or all of it."""
+        self._sql("INSERT INTO pending VALUES (?, ?, ?, ?, ?)", [self._generation, table, start, appended, whole])
 
     # --- transactions and export --------------------------------------------------------------------------------------
     def _require_transaction(self) -> None:
@@ -662,14 +957,52 @@ class IngestStore:
         except (FileNotFoundError, ValueError):
             return {}
 
+    def _exported_generation(self, marker: dict) -> int | None:
+        """The commit the CSV files were last exported from (per their marker), if from this database."""
+        identity, _, generation = str(marker.get("export", "")).rpartition(":")
+        if identity != self._sql("SELECT id FROM identity")[0][0]:
+            return None
+        return int(generation)
+
     def _export(self) -> None:
-        """Rewrite every exported CSV atomically, delete those of dropped tables, then record the generation."""
+        """Bring every exported CSV up to date with the last commit, delete those of dropped tables, then write the
+        marker naming that commit and the length of each file."""
+        marker = self._marker()
+        exported = self._exported_generation(marker)
+        lengths = marker.get("bytes", {}) if exported is not None else {}
+        changes = {} if exported is None else {
+            table: Change(start, bool(appended), bool(whole)) for table, start, appended, whole in self._sql(
+                "SELECT tbl, min(from_pos), bool_and(appended), bool_or(whole) FROM pending WHERE gen > ? "
+                "GROUP BY tbl", [exported])}
         tables = [t for t in self._tables() if not t.startswith("_")]
+        written = {}
         for table in tables:
-            write_atomic(self.output_dir / f"{table}.csv", partial(self.current(table).to_csv, index=False))
-        for dropped in set(self._marker().get("tables", [])) - set(tables):
+            schema = self._schema(table)
+            path = self.output_dir / f"{table}.csv"
+            if schema.kind in LAID_OUT:
+                written[table] = self._export_table(table, schema, path, lengths.get(table), changes.get(table))
+            else:
+                write_atomic(path, partial(self.current(table).to_csv, index=False))
+        for dropped in set(marker.get("tables", [])) - set(tables):
             if TABLE_NAME.fullmatch(dropped):
                 (self.output_dir / f"{dropped}.csv").unlink(missing_ok=True)
-        marker = json.dumps({"export": self._export_id(), "tables": tables})
-        write_atomic(self.output_dir / MARKER_NAME, lambda handle: handle.write(marker + "\n"))
+        text = json.dumps({"export": self._export_id(), "tables": tables, "bytes": written})
+        write_atomic(self.output_dir / MARKER_NAME, lambda handle: handle.write(text + "\n"))
         fsync_dir(self.output_dir)
+
+    def _export_table(self, table: str, schema: TableSchema, path: Path, length: int | None,
+                      change: Change | None) -> int:
+        """Bring a state or log table's file up to date: cut it back to where the change starts and append the rows
+        from there on; written whole when it is new, its layout changed or it is not as exported. Its new length."""
+        header = header_line(schema).encode()
+        if length is not None and change is None and file_matches(path, header, length, exact=True):
+            return length
+        if length is not None and change is not None and not change.whole:
+            offset = length if change.appended else len(header) + self._sql(
+                f"SELECT coalesce(sum(_len), 0) FROM {table_ref(table)} WHERE _removed IS NULL AND _pos < ?",
+                [change.start])[0][0]
+            if file_matches(path, header, offset):
+                rows = self._rows(table, schema, "_removed IS NULL AND _pos >= ?", [change.start])
+                return rewrite_from(path, offset, csv_lines(rows, schema).encode())
+        write_atomic(path, partial(self.current(table).to_csv, index=False))
+        return path.stat().st_size

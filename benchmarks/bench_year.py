@@ -1,0 +1,109 @@
+"""Benchmark of a year of daily JWST ingests: does a day cost the same on day 365 as on day 10?
+
+Generates 365 drops with the shared generator (`../shared/tools/gen_raw.py --start 2025-01-01 --days 365 --seed 42`,
+located next to the repository) into benchmarks/cache/year-s42 (git-ignored; reused when complete), or takes the
+drops of --inbox. Ingests them day by day in this one process with the engine's `ingest_drop` (level-1 saving on,
+as `make run`), timing each day from reading its drop to the end of its export. Prints the median day of the first
+and of the last ten days and their ratio, the total, the peak memory and the sizes of the outputs, and writes them
+with every day's time to benchmarks/results/year-LABEL.json (git-ignored).
+
+Usage: python benchmarks/bench_year.py [--inbox DIR] [--days N] [--label NAME] [--code CHECKOUT]
+(--code measures another checkout of the project, e.g. `git worktree add /tmp/before <commit>`.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+GENERATOR = REPO.parent / "shared" / "tools" / "gen_raw.py"
+YEAR = ("--start", "2025-01-01", "--days", "365", "--seed", "42")
+CACHE = HERE / "cache"
+WINDOW = 10  # days per median
+
+
+def generated_year() -> Path:
+    """The cached generated year, generated first when absent or incomplete."""
+    inbox = CACHE / "year-s42"
+    if len(list(inbox.glob("*_*.csv"))) == 365:
+        return inbox
+    if not GENERATOR.is_file():
+        sys.exit(f"bench_year: the generator {GENERATOR} is absent (expected at ../shared/tools/gen_raw.py next to "
+                 "the repository); pass --inbox DIR with daily drops instead")
+    shutil.rmtree(inbox, ignore_errors=True)
+    print(f"generating a year of drops into {inbox} ...", flush=True)
+    subprocess.run([sys.executable, str(GENERATOR), "--out", str(inbox), *YEAR], check=True, capture_output=True)
+    return inbox
+
+
+def folder_bytes(folder: Path, pattern: str) -> int:
+    return sum(p.stat().st_size for p in folder.glob(pattern) if p.is_file())
+
+
+def median_window(seconds: list[float], first_day: int) -> float | None:
+    """Median time of the WINDOW days from day `first_day` (1-based), None when the run is shorter."""
+    days = seconds[first_day - 1:first_day - 1 + WINDOW]
+    return round(statistics.median(days), 3) if len(days) == WINDOW else None
+
+
+def use_checkout(checkout: Path) -> None:
+    """Import `ingest_assets` from another checkout: ahead of this one, and of its editable install's finder."""
+    sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
+    sys.path.insert(0, str(checkout.resolve()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--inbox", type=Path, help="folder of YYYY-MM-DD_DDD.csv drops (default: the generated year)")
+    parser.add_argument("--days", type=int, default=365, help="ingest only the first N days")
+    parser.add_argument("--label", default="after", help="names the result file and the output folder")
+    parser.add_argument("--code", type=Path, help="a checkout of the project whose engine to measure")
+    args = parser.parse_args()
+    if args.code:
+        use_checkout(args.code)
+
+    from ingest_assets.jwst_cal.drops import discover_drops
+    from ingest_assets.jwst_cal.pipeline import ingest_drop
+
+    drops = discover_drops(args.inbox or generated_year())[0][:args.days]
+    out = CACHE / f"out-{args.label}"
+    shutil.rmtree(out, ignore_errors=True)
+    seconds = []
+    for i, path in enumerate(drops, start=1):
+        start = time.perf_counter()
+        ingest_drop(path, out, save_l1=True)
+        seconds.append(time.perf_counter() - start)
+        if i % WINDOW == 0:
+            print(f"day {i}: {seconds[-1]:.2f} s (median of the last {WINDOW}: {median_window(seconds, i - 9)} s)",
+                  flush=True)
+    first, last = median_window(seconds, 1), median_window(seconds, len(seconds) - WINDOW + 1)
+    results = {
+        "label": args.label, "code": str(Path(sys.modules["ingest_assets"].__file__).parent.parent),
+        "days": len(seconds), "first_day": drops[0].name, "last_day": drops[-1].name,
+        "median_days_1_10_s": first, "median_days_91_100_s": median_window(seconds, 91),
+        "median_last_10_s": last, "last_over_first": round(last / first, 2) if first and last else None,
+        "total_s": round(sum(seconds), 1), "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+        "database_mib": round(folder_bytes(out, "*.duckdb*") / 2**20, 1),
+        "csv_mib": round(folder_bytes(out, "*.csv") / 2**20, 1),
+        "level1_csv_mib": round(folder_bytes(out, "level1.csv") / 2**20, 1),
+        "seconds_per_day": [round(s, 3) for s in seconds],
+    }
+    for key, value in results.items():
+        if key != "seconds_per_day":
+            print(f"{key:22s} {value}")
+    target = HERE / "results"
+    target.mkdir(exist_ok=True)
+    (target / f"year-{args.label}.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
