@@ -10,6 +10,6 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 # jwst_priors runs a backfill range in one step while the other assets run one day per run: intended.
 warnings.filterwarnings("ignore", message="Asset job .* varying BackfillPolicies", category=UserWarning)
 
-from ingest_assets.defs import hst_svm, jwst_cal  # noqa: E402
+from ingest_assets.defs import alerts, hst_svm, jwst_cal  # noqa: E402
 
-defs = dg.Definitions.merge(jwst_cal.defs, hst_svm.defs)
+defs = dg.Definitions.merge(jwst_cal.defs, hst_svm.defs, alerts.defs)
