@@ -169,6 +169,57 @@ def test_exhausted_gap_falls_back_to_renumbering(tmp_path):
     assert len(renumbered_days) >= 2  # the first day, then at least one renumbering
 
 
+def sorted_unique(frame: pd.DataFrame) -> pd.DataFrame:
+    """The engine's sort of the backlog and the training table: by date, stable, the last row of each key kept."""
+    return frame.sort_values("date", kind="stable").drop_duplicates("key", keep="last").reset_index(drop=True)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sort_start_leaves_every_row_before_it_in_place(tmp_path, seed):
+    """Days append rows (some late, some repeating a key); on some days the table is sorted and a few recent rows
+    updated (their date moves to the day), as the engine does."""
+    rng = np.random.default_rng(seed)
+    days = pd.date_range("2024-01-01", periods=30).strftime("%Y-%m-%d").tolist()
+    table = pd.DataFrame({"key": ["k0"], "date": [days[0]], "v": [0.0]})
+    with IngestStore(tmp_path, export=False) as store:
+        for i, day in enumerate(days):
+            if i:
+                start = store.sort_start("t", "date", "key")
+                kept = len(table) if start is None else store.rows_before("t", start)
+                assert sorted_unique(table).iloc[:kept].equals(table.iloc[:kept]), f"day {i}: rows before {start}"
+                if rng.random() < 0.4:  # a sort day: sorted, then a few rows updated in place
+                    table = sorted_unique(table)
+                    hit = (table["date"] >= days[max(i - 3, 0)]) & (rng.random(len(table)) < 0.3)
+                    table.loc[hit, "date"], table.loc[hit, "v"] = day, table.loc[hit, "v"] + 1
+            n = int(rng.integers(1, 5))
+            keys = np.where(rng.random(n) < 0.2, rng.choice(table["key"], n), [f"k{i}-{j}" for j in range(n)])
+            late = np.array(days)[np.maximum(i - rng.integers(0, 6, n) * (rng.random() < 0.5), 0)]
+            table = pd.concat([table, pd.DataFrame({"key": keys, "date": np.sort(late), "v": float(i)})],
+                              ignore_index=True)
+            with store.transaction():
+                store.write_day(day, **state_day(table))
+            assert_rows(store.current("t"), table)
+
+
+def keyed(rows: str) -> pd.DataFrame:
+    """'a1 b2' -> rows with key a and date ...-01, key b and date ...-02."""
+    keys, dates = zip(*((row[:-1], f"2024-01-0{row[-1]}") for row in rows.split()))
+    return pd.DataFrame({"key": keys, "date": dates})
+
+
+@pytest.mark.parametrize(("days", "first_moved"), [
+    (["a1 b1 c1", "a1 b2 c1"], "b"),  # b's date updated in place: it moves on
+    (["x1 a1 b2 c3", "a1 b2 c3", "a1 b2 c3 e2"], "c"),  # e arrives late: c moves on
+    (["x1 a1 b2 c3", "a1 b2 c3", "a1 b2 c3 a3"], "a"),  # a arrives again: the first one goes
+])
+def test_sort_start_is_the_first_row_the_sort_moves(tmp_path, days, first_moved):
+    with IngestStore(tmp_path, export=False) as store:
+        for day, rows in zip(DAYS, days):
+            with store.transaction():
+                store.write_day(day, **state_day(keyed(rows)))
+        assert store.sort_start("t", "date", "key") == store.first_position("t", "key", [first_moved])
+
+
 # --- columns and types ------------------------------------------------------------------------------------------------
 def test_new_columns_land_after_their_predecessor(tmp_path):
     first = pd.DataFrame({"Dataset": ["m1"], "PROGRAM": ["01234"], "date": ["2024-03-01"]})
