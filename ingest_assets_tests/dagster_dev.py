@@ -1,4 +1,4 @@
-"""A real `dagster dev` (webserver + daemon) on the project's workspace, for tests of sensors and runs."""
+"""Real Dagster processes for tests of sensors and runs: `dagster dev` on the project's workspace, or any server."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def wait_for(condition: Callable[[], bool], timeout: float, server: subprocess.P
 
 
 def stop(server: subprocess.Popen) -> None:
-    """Stop `dagster dev` and the processes it started (its own process group)."""
+    """Stop a process started by `started` (`dagster dev`, ...) and the processes it started (its process group)."""
     if server.poll() is None:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -68,7 +68,6 @@ def folder_env(tmp_path: Path) -> dict[str, str]:
     """Env vars pointing both ingests at folders under tmp_path (never at the repository's sample data)."""
     return {
         "JWST_CAL_INBOX": str(tmp_path / "jwst" / "inbox"), "JWST_CAL_OUTPUT": str(tmp_path / "jwst" / "out"),
-        "JWST_CAL_STORAGE": str(tmp_path / "jwst" / "storage"),
         "HST_SVM_INBOX": str(tmp_path / "svm" / "inbox"), "HST_SVM_OUTPUT": str(tmp_path / "svm" / "out"),
     }
 
@@ -83,14 +82,25 @@ def dagster_dev(home: Path, env: dict[str, str], log_path: Path) -> Iterator[sub
     (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text()
                                        + "\nrun_queue:\n  dequeue_interval_seconds: 1\n")
     port = free_port()
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=REPO, env=os.environ | env | {"DAGSTER_HOME": str(home)}, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+    args = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
+    with started(args, env | {"DAGSTER_HOME": str(home)}, log_path, lambda: answers(port)) as server:
         server.port = port
+        yield server
+
+
+@contextmanager
+def started(args: list[str], env: dict[str, str], log_path: Path, ready: Callable[[], bool],
+            **popen) -> Iterator[subprocess.Popen]:
+    """Run `args` in the repository, in its own process group, with its output in `log_path`.
+
+    Yields the process once `ready()` holds (fails with the log's tail if it does not within START_TIMEOUT) and
+    stops it, with its children, when the block ends. `popen`: more `subprocess.Popen` arguments (`user`, ...).
+    """
+    with log_path.open("w") as log:
+        process = subprocess.Popen(args, cwd=REPO, env=os.environ | env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True, **popen)
         try:
-            assert wait_for(lambda: answers(port), START_TIMEOUT, server), log_path.read_text()[-3000:]
-            yield server
+            assert wait_for(ready, START_TIMEOUT, process), log_path.read_text()[-3000:]
+            yield process
         finally:
-            stop(server)
+            stop(process)

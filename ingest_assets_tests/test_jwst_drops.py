@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ingest_assets.defs.jwst_cal import jwst_cal_resources, jwst_raw_drop
 from ingest_assets.jwst_cal.constants import MAX_EXTRA_COLUMNS, NUMERIC_COLS, OPTIONAL_COLS, REQUIRED_COLS
 from ingest_assets.jwst_cal.drops import (
     DropError,
@@ -352,25 +351,6 @@ def test_l3_rows_without_image_size_are_kept_and_reported(tmp_path):
         f"{NAME}: line 2, column ImageSize: L3 product 'jw01234-o001_t001_nircam_clear-f200w' has no ImageSize: "
         "it is ingested but cannot become a training row"
     )
-
-
-def test_raw_drop_asset_warns_about_l3_rows_without_image_size(tmp_path):
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    product = "jw01234-o001_t001_nircam_clear-f200w"
-    write_drop(inbox, [good_row(), good_row(Dataset=product, DagNodeName="CALWEBB_IMAGE3", ImageSize="")])
-    resources = jwst_cal_resources(str(inbox), str(tmp_path / "out"), str(tmp_path / "storage"))
-    result = dg.materialize([jwst_raw_drop], partition_key="2025-03-01", resources=resources)
-    assert result.success
-    found = {c.check_name: c for c in result.get_asset_check_evaluations()}
-    assert found["drop_is_valid"].passed
-    warning = found["l3_rows_have_image_size"]
-    assert not warning.passed and warning.severity == dg.AssetCheckSeverity.WARN
-    assert warning.metadata["n_rows"].value == 1
-    assert warning.metadata["rows"].value == [
-        f"{NAME}: line 3, column ImageSize: L3 product {product!r} has no ImageSize: "
-        "it is ingested but cannot become a training row"
-    ]
 
 
 def test_duplicate_column_names(tmp_path):

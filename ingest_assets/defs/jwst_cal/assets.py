@@ -1,0 +1,169 @@
+"""The JWST ingest's assets: one step that ingests a range of days in date order, in one process.
+
+For each day of the range, `jwst_ingest_days` reads the drop once and checks it; a valid drop is the day's raw drop,
+scrubbed into its science exposures, which are staged in the output database (stored once: every later replay of
+the day reads them there). Then it commits the staged days in date order, one transaction per day, which
+materializes the tables a user knows: the backlog of priors (`ingest.csv`), the matched products (`training.csv`,
+`level1.csv`), the encoded training tables (`train-*`, `raw-*`, `rem-*`) and the mosaics. The backlog depends on
+its own previous day, and a backfill range runs in one run.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+
+from ingest_assets.defs.jwst_cal.partitions import PREVIOUS_DAY, daily_partitions
+from ingest_assets.defs.jwst_cal.resources import JwstCalStore, StagedDay
+from ingest_assets.jwst_cal.day import DayOutcome
+from ingest_assets.jwst_cal.features import IngestError
+from ingest_assets.jwst_cal.store import ExportIncompleteError, StoreError
+
+GROUP = "jwst_cal"
+STORE_POOL = "jwst_cal_store"  # every step that writes the output database: one at a time (deploy/dagster.yaml)
+LISTED = 100  # items listed in a check's metadata; its counts cover them all
+SHOWN = 5  # days or products named in a one-line failure
+
+RAW_DROP, SCRUBBED = dg.AssetKey("jwst_raw_drop"), dg.AssetKey("jwst_scrubbed_exposures")
+PRIORS, MATCHED = dg.AssetKey("jwst_priors"), dg.AssetKey("jwst_matched_products")
+TRAINING_TABLES, MOSAICS = dg.AssetKey("jwst_training_tables"), dg.AssetKey("jwst_mosaics")
+TABLES = (PRIORS, MATCHED, TRAINING_TABLES, MOSAICS)
+DROP_IS_VALID = dg.AssetCheckKey(RAW_DROP, "drop_is_valid")
+IMAGE_SIZES = dg.AssetCheckKey(RAW_DROP, "l3_rows_have_image_size")
+MATCH_RATE = dg.AssetCheckKey(MATCHED, "l3_match_rate_is_100pct")
+DUPLICATE_CLAIMS = dg.AssetCheckKey(MATCHED, "no_duplicate_l3_claims")
+
+
+def _table(key: dg.AssetKey, description: str, deps: list) -> dg.AssetSpec:
+    return dg.AssetSpec(key, deps=deps, skippable=True, kinds={"csv", "duckdb"}, description=description)
+
+
+def _check_spec(key: dg.AssetCheckKey, description: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(key.name, asset=key.asset_key, partitions_def=daily_partitions, description=description)
+
+
+def _evaluation(key: dg.AssetCheckKey, day: str, passed: bool, severity: dg.AssetCheckSeverity, metadata: dict,
+                description: str | None = None) -> dg.AssetCheckEvaluation:
+    """A check result recorded against its day (a step over a range records one per day)."""
+    return dg.AssetCheckEvaluation(asset_key=key.asset_key, check_name=key.name, passed=passed, partition=day,
+                                   severity=severity, metadata=metadata, description=description, blocking=False)
+
+
+def _named(items: list[str]) -> str:
+    return ", ".join(items[:SHOWN]) + (" ..." if len(items) > SHOWN else "")
+
+
+@dg.multi_asset(
+    name="jwst_ingest_days", group_name=GROUP, partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(), pool=STORE_POOL, can_subset=True,
+    specs=[
+        dg.AssetSpec(RAW_DROP, skippable=True, kinds={"csv"}, description=(
+            "The day's drop YYYY-MM-DD_DDD.csv from the inbox, once it passed drop_is_valid: Level 1 exposures, "
+            "Level 3 products and each product's memory footprint (ImageSize).")),
+        dg.AssetSpec(SCRUBBED, deps=[RAW_DROP], skippable=True, kinds={"pandas", "duckdb"}, description=(
+            "The drop's science rows, staged in the output database: L1/L3 rows by DagNodeName, deduplicated, "
+            "L3 exposure types only, with their matching parameters; mosaics split off.")),
+        _table(PRIORS, "ingest.csv: the backlog carried between days. Exposures (and L3 products) not matched yet; "
+                       "an exposure leaves it on the day its L3 product arrives. Depends on its own previous day: "
+                       "days are committed in date order.",
+               [SCRUBBED, dg.AssetDep(PRIORS, partition_mapping=PREVIOUS_DAY)]),
+        _table(MATCHED, "training.csv (and level1.csv): every matched L3 product with its memory footprint, one row "
+                        "per product, updated in place when the product is reprocessed; level1.csv holds the L1 "
+                        "exposures of matched products.", [SCRUBBED]),
+        _table(TRAINING_TABLES, "train-{image,spec,tac,fgs}.csv: one encoded feature row per matched product, the "
+                                "models' input; raw-*.csv holds the same rows unencoded, rem-*.csv the day's products "
+                                "still unmatched, category_codes.csv the codes of new categories.", [SCRUBBED]),
+        _table(MOSAICS, "mosaics.csv: every mosaic product row (jwNNNNN-c...), kept apart from training.", [SCRUBBED]),
+    ],
+    check_specs=[
+        _check_spec(DROP_IS_VALID, "The drop can be read: one field per column on every line, required columns "
+                                   "present, numbers numeric, ImageSize positive, Dataset named."),
+        _check_spec(IMAGE_SIZES, "Every L3 row has an ImageSize (one without is ingested but never becomes a "
+                                 "training row)."),
+        _check_spec(MATCH_RATE, "Every L3 product of the day's working set matched its exposures or is a "
+                                "reprocessed product (100% Level 3 match rate)."),
+        _check_spec(DUPLICATE_CLAIMS, "No L3 product is claimed by more than one constructed product."),
+    ],
+)
+def jwst_ingest_days(context: dg.AssetExecutionContext, jwst_cal_store: JwstCalStore) -> Iterator:
+    """Stage every day of the range, then commit the staged days in date order (a late day replays the later ones,
+    which are recorded as materializations of their own days). Fails at the end, after ingesting what it could,
+    when a day's drop was bad or an L3 product stayed unmatched."""
+    days = list(context.partition_keys)
+    with _failing_cleanly():
+        staged = [jwst_cal_store.stage(day) for day in days]
+    for result in staged:
+        yield from _stage_events(result)
+    bad = [result for result in staged if not result.staged]
+    if len(bad) == len(days) == 1:
+        raise dg.Failure(description=f"not ingested: {bad[0].problems[0]}")
+    unmatched = []
+    if context.selected_asset_keys & set(TABLES):
+        with _failing_cleanly():
+            outcomes = jwst_cal_store.commit([result.day for result in staged if result.staged])
+        for outcome in outcomes:
+            yield from _table_events(outcome)
+        unmatched = [outcome.day for outcome in outcomes if outcome.report.l3_unmatched]
+    if bad:
+        raise dg.Failure(
+            description=f"{len(bad)} of {len(days)} days not ingested, their drop failed drop_is_valid: "
+                        f"{_named([str(result.problems[0]) for result in bad])}",
+            metadata={"days": dg.MetadataValue.json([result.day for result in bad])})
+    if unmatched:
+        raise dg.Failure(
+            description=f"L3 products stayed unmatched on {_named(unmatched)}: the days are ingested, their "
+                        "exposures wait in the backlog (l3_match_rate_is_100pct)",
+            metadata={"days": dg.MetadataValue.json(unmatched)})
+
+
+@contextmanager
+def _failing_cleanly() -> Iterator[None]:
+    """Store failures and values the engine cannot process fail the step with their one-line message."""
+    try:
+        yield
+    except (IngestError, StoreError, ExportIncompleteError) as err:
+        raise dg.Failure(description=str(err)) from err
+
+
+def _stage_events(result: StagedDay) -> Iterator:
+    day = result.day
+    yield _evaluation(DROP_IS_VALID, day, result.staged, dg.AssetCheckSeverity.ERROR, {
+        "problems": dg.MetadataValue.json([str(p) for p in result.problems[:LISTED]]),
+        "n_problems": len(result.problems),
+    }, description=str(result.problems[0]) if result.problems else None)
+    yield _evaluation(IMAGE_SIZES, day, not result.oddities, dg.AssetCheckSeverity.WARN, {
+        "rows": dg.MetadataValue.json([str(o) for o in result.oddities[:LISTED]]), "n_rows": len(result.oddities),
+    })
+    if not result.staged:
+        return
+    scrubbed = result.scrubbed
+    yield dg.AssetMaterialization(RAW_DROP, partition=day, metadata={
+        "file": dg.MetadataValue.path(str(result.path)), "dagster/row_count": scrubbed.rows_read,
+        "columns": result.columns,
+    })
+    yield dg.AssetMaterialization(SCRUBBED, partition=day, metadata={
+        "dagster/row_count": len(scrubbed.science), "rows_l1": scrubbed.n_l1, "rows_l3": scrubbed.n_l3,
+        "mosaics": len(scrubbed.mosaics), "mrs_ch24_dropped": scrubbed.mrs_ch24_dropped,
+    })
+
+
+def _table_events(outcome: DayOutcome) -> Iterator:
+    report, day = outcome.report, outcome.day
+    yield dg.AssetMaterialization(PRIORS, partition=day, metadata={
+        "dagster/row_count": report.backlog, "priors_pulled": report.priors_pulled,
+    })
+    yield dg.AssetMaterialization(MATCHED, partition=day, metadata={
+        "dagster/row_count": report.training_rows, "products": report.products,
+        "products_matched": report.products_matched, "l3_total": report.l3_total, "l3_matched": report.l3_matched,
+        "match_rate": float(report.match_rate), "reprocessed": len(report.reprocessed),
+    })
+    yield dg.AssetMaterialization(TRAINING_TABLES, partition=day, metadata={
+        f"rows_added_{name}": len(rows) for name, rows in outcome.train_rows.items()})
+    yield dg.AssetMaterialization(MOSAICS, partition=day, metadata={"mosaics_added": report.mosaics})
+    yield _evaluation(MATCH_RATE, day, not report.l3_unmatched, dg.AssetCheckSeverity.ERROR, {
+        "match_rate": float(report.match_rate), "l3_total": report.l3_total, "l3_matched": report.l3_matched,
+        "unmatched": dg.MetadataValue.json(list(report.l3_unmatched[:LISTED])),
+        "multi_match_losers": dg.MetadataValue.json(list(report.multi_match_losers[:LISTED])),
+    }, description=f"unmatched: {_named(list(report.l3_unmatched))}" if report.l3_unmatched else None)
+    yield _evaluation(DUPLICATE_CLAIMS, day, not report.duplicate_claims, dg.AssetCheckSeverity.WARN,
+                      {"claims": dg.MetadataValue.json({p: list(g) for p, g in report.duplicate_claims.items()})})
