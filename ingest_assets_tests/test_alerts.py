@@ -16,24 +16,28 @@ from ingest_assets_tests.alert_servers import slack_server, smtp_server
 from ingest_assets_tests.dagster_dev import free_port
 
 DAY = "2025-06-01"
-days = dg.StaticPartitionsDefinition([DAY, "2025-06-02"])
+LAST_DAY = "2025-06-02"
+days = dg.StaticPartitionsDefinition([DAY, LAST_DAY])
+SINGLE_RUN = dg.BackfillPolicy.single_run()
 
 
-@dg.asset(partitions_def=days, check_specs=[dg.AssetCheckSpec("rows_valid", asset="toy")])
+@dg.asset(partitions_def=days, check_specs=[dg.AssetCheckSpec("rows_valid", asset="toy")], backfill_policy=SINGLE_RUN)
 def toy() -> dg.MaterializeResult:
     return dg.MaterializeResult(check_results=[dg.AssetCheckResult(
         check_name="rows_valid", passed=False, severity=dg.AssetCheckSeverity.WARN, description="2 rows invalid",
         metadata={"rows": ["row 3", "row 7"], "empty": [], "n_rows": 2})])
 
 
-@dg.asset(partitions_def=days, deps=[toy])
+@dg.asset(partitions_def=days, deps=[toy], backfill_policy=SINGLE_RUN)
 def toy_report() -> None:
     raise dg.Failure(description="toy report failed: no rows")
 
 
-def fail_once(instance: dg.DagsterInstance, day: str = DAY) -> dg.ExecuteInProcessResult:
-    """One run whose WARN check and whose second step fail."""
-    result = dg.materialize([toy, toy_report], partition_key=day, instance=instance, raise_on_error=False)
+def fail_once(instance: dg.DagsterInstance, day: str = DAY, tags: dict[str, str] | None = None
+              ) -> dg.ExecuteInProcessResult:
+    """One run whose WARN check and whose second step fail: of `day`, or of the range in `tags`."""
+    result = dg.materialize([toy, toy_report], partition_key=None if tags else day, tags=tags, instance=instance,
+                            raise_on_error=False)
     assert not result.success
     return result
 
@@ -67,6 +71,18 @@ def test_a_failed_warn_check_and_a_failed_run_are_alerted_once(tmp_path):
     assert (run.kind, run.severity, run.day, run.run_id, run.asset) == ("run", "ERROR", DAY, result.run_id, None)
     assert run.message == "toy report failed: no rows" and run.event_id > check.event_id
     assert check.headline() == f"WARN check toy:rows_valid failed on {DAY}: 2 rows invalid"
+
+
+def test_a_ranged_run_names_its_days(tmp_path):
+    path = tmp_path / "alerts.jsonl"
+    sinks = AlertSinks(file=str(path))
+    with dg.instance_for_test() as instance:
+        cursor = tick(instance, sinks, None)
+        fail_once(instance, tags={alerts.RANGE_START: DAY, alerts.RANGE_END: LAST_DAY})
+        tick(instance, sinks, cursor)
+    (check, run) = sent(path)
+    assert (check.day, check.last_day, run.day, run.last_day) == (DAY, LAST_DAY, DAY, LAST_DAY)
+    assert run.headline().startswith(f"ERROR run {run.run_id} of __ephemeral_asset_job__ failed on {DAY}..{LAST_DAY}:")
 
 
 def test_every_sink_gets_the_alert_slack_and_email_on_loopback_servers(tmp_path):
@@ -132,7 +148,7 @@ def test_a_tick_reads_a_bounded_batch_and_loses_nothing_across_ticks(tmp_path, m
     sinks = AlertSinks(file=str(path))
     with dg.instance_for_test() as instance:
         cursor = tick(instance, sinks, None)
-        runs = [fail_once(instance, day).run_id for day in (DAY, "2025-06-02")]
+        runs = [fail_once(instance, day).run_id for day in (DAY, LAST_DAY)]
         cursors = []
         for _ in range(6):
             cursors.append(cursor := tick(instance, sinks, cursor))

@@ -9,9 +9,9 @@ and every failed ERROR or WARN check evaluation into one `Alert`, sent once thro
 
 Delivery: an alert counts as delivered once the file holds it (without a file sink: once one other configured sink
 took it, or when the log is the only sink). The sensor stops at the first alert it could not deliver and keeps its
-cursor before it, so the alert is retried on the next tick; a tick that could deliver nothing fails. Slack and
-e-mail are best effort: a failure is logged, never blocks the file, is not retried (the file holds the alert), and
-skips that sink for the rest of the tick (one time-out per tick, not one per alert).
+cursor before it, so the alert is retried on the next tick; a tick that cannot get past its first event fails.
+Slack and e-mail are best effort: a failure is logged, never blocks the file, is not retried (the file holds the
+alert), and skips that sink for the rest of the tick (one time-out per tick, not one per alert).
 """
 
 # No `from __future__ import annotations`: Dagster reads resource field annotations at class creation.
