@@ -66,7 +66,7 @@ def _named(items: list[str]) -> str:
         _table(PRIORS, "ingest.csv: the backlog carried between days. Exposures (and L3 products) not matched yet; "
                        "an exposure leaves it on the day its L3 product arrives. Depends on its own previous day: "
                        "days are committed in date order.",
-               [SCRUBBED, dg.AssetDep(PRIORS, partition_mapping=PREVIOUS_DAY)]),
+               [dg.AssetDep(PRIORS, partition_mapping=PREVIOUS_DAY)]),
         _table(MATCHED, "training.csv (and level1.csv): every matched L3 product with its memory footprint, one row "
                         "per product, updated in place when the product is reprocessed; level1.csv holds the L1 "
                         "exposures of matched products.", [SCRUBBED]),

@@ -1,0 +1,84 @@
+"""Benchmark of a UI backfill: a year of JWST drops backfilled over the whole group through a real `dagster dev`.
+
+Starts the webserver and daemon on a fresh DAGSTER_HOME with deploy/dagster.yaml (as `make ui` does), stops the drop
+sensor, links the generated year (see bench_year.py) into an empty inbox, launches the backfill of all 365 days
+with the UI's own GraphQL mutation, and waits until it has finished. Prints the wall time from launch to the end,
+the runs the daemon made (range, status, duration), how many days were ingested, and writes the figures to
+benchmarks/results/backfill-year.json (git-ignored).
+
+Usage: python benchmarks/bench_backfill.py [--inbox DIR] [--days N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from bench_year import CACHE, HERE, REPO, generated_year
+
+sys.path.insert(0, str(REPO))
+import dagster as dg  # noqa: E402
+
+from ingest_assets.defs.jwst_cal import JWST_ASSETS  # noqa: E402
+from ingest_assets.defs.jwst_cal.assets import PRIORS  # noqa: E402
+from ingest_assets_tests.dagster_dev import dagster_dev, graphql, wait_for  # noqa: E402
+from ingest_assets_tests.test_jwst_ui import LAUNCH, SENSOR, SENSOR_ID, STOP, day_range  # noqa: E402
+
+TIMEOUT = 3600
+
+
+def finished(home: Path, backfill_id: str) -> bool:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        return instance.get_backfill(backfill_id).status.value not in ("REQUESTED", "CANCELING", "FAILING")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--inbox", type=Path, help="folder of YYYY-MM-DD_DDD.csv drops (default: the generated year)")
+    parser.add_argument("--days", type=int, default=365, help="backfill only the first N days")
+    args = parser.parse_args()
+    drops = sorted((args.inbox or generated_year()).glob("*_*.csv"))[:args.days]
+    days = [p.name.split("_")[0] for p in drops]
+    work = CACHE / "backfill"
+    shutil.rmtree(work, ignore_errors=True)
+    inbox, out, home = work / "inbox", work / "out", work / "dagster_home"
+    inbox.mkdir(parents=True)
+    env = {"JWST_CAL_INBOX": str(inbox), "JWST_CAL_OUTPUT": str(out), "JWST_CAL_SAVE_L1": "1",
+           "JWST_CAL_FIRST_DAY": days[0], "JWST_CAL_LAST_DAY": days[-1],
+           "HST_SVM_INBOX": str(work / "svm-inbox"), "HST_SVM_OUTPUT": str(work / "svm-out")}
+    with dagster_dev(home, env, work / "dagster_dev.log") as server:
+        sensor_id = graphql(server.port, SENSOR_ID, {"s": SENSOR})["sensorOrError"]["id"]
+        graphql(server.port, STOP, {"id": sensor_id})
+        for path in drops:
+            os.link(path, inbox / path.name)
+        keys = [{"path": key.path} for assets in JWST_ASSETS for key in assets.keys]
+        start = time.monotonic()
+        answer = graphql(server.port, LAUNCH, {"params": {"partitionNames": days, "assetSelection": keys}})
+        backfill_id = answer["launchPartitionBackfill"]["backfillId"]
+        assert wait_for(lambda: finished(home, backfill_id), TIMEOUT, server), "the backfill did not finish"
+        seconds = time.monotonic() - start
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            status = instance.get_backfill(backfill_id).status.value
+            runs = instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+            ingested = len(instance.get_materialized_partitions(PRIORS) & set(days))
+    figures = {
+        "days": len(days), "days_ingested": ingested, "backfill_status": status, "wall_seconds": round(seconds, 1),
+        "runs": [{"days": day_range(r.dagster_run), "status": r.dagster_run.status.value,
+                  "seconds": round(r.end_time - r.start_time, 1)} for r in sorted(runs, key=lambda r: r.start_time)],
+        "output_csv_mib": round(sum(p.stat().st_size for p in out.glob("*.csv")) / 2**20, 1),
+        "measured": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    print(json.dumps(figures, indent=2))
+    results = HERE / "results"
+    results.mkdir(exist_ok=True)
+    (results / "backfill-year.json").write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
