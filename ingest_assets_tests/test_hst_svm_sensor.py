@@ -8,7 +8,7 @@ import os
 import dagster as dg
 import pytest
 
-from ingest_assets.defs.hst_svm import hst_svm_visit_sensor
+from ingest_assets.defs.hst_svm import hst_svm_training_sets_sensor, hst_svm_visit_job, hst_svm_visit_sensor
 from ingest_assets_tests.svm_fixtures import VARIANTS, build_visit, svm_resources
 
 
@@ -62,3 +62,18 @@ def test_a_changed_visit_is_ingested_again_without_a_new_partition(tmp_path, ins
     assert [r.partition_key for r in second.run_requests] == ["ibl738"]
     assert second.run_requests[0].run_key != first.run_requests[0].run_key
     assert not second.dynamic_partitions_requests
+
+
+def test_training_sets_are_rebuilt_after_visit_runs_succeed_or_fail(instance):
+    def rebuild(cursor=None):
+        return hst_svm_training_sets_sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+
+    first = rebuild()
+    assert not first.run_requests
+    for event_type in (dg.DagsterEventType.RUN_SUCCESS, dg.DagsterEventType.RUN_FAILURE):  # a failure withdrew
+        run = instance.add_run(dg.DagsterRun(job_name=hst_svm_visit_job.name))
+        instance.report_dagster_event(dg.DagsterEvent(event_type.value, job_name=run.job_name), run.run_id)
+        requested = rebuild(first.cursor)
+        assert len(requested.run_requests) == 1
+        assert not rebuild(requested.cursor).run_requests
+        first = requested

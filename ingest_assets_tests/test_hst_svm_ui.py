@@ -12,13 +12,14 @@ INGEST_TIMEOUT = 150
 
 
 def materialized(home, visit: str) -> bool:
-    """True once the visit's images (the last per-visit asset) are materialized in the instance."""
+    """True once the visit's images (the last per-visit asset) and then the training sets are materialized."""
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        return visit in instance.get_materialized_partitions(dg.AssetKey("svm_mosaic_images"))
+        return visit in instance.get_materialized_partitions(dg.AssetKey("svm_mosaic_images")) and bool(
+            instance.get_latest_materialization_event(dg.AssetKey("svm_training_set")))
 
 
 @pytest.mark.ui
-def test_a_dropped_visit_is_ingested_by_the_sensor(tmp_path):
+def test_a_dropped_visit_is_ingested_and_joins_the_training_sets(tmp_path):
     home, inbox, out = tmp_path / "dagster_home", tmp_path / "svm" / "inbox", tmp_path / "svm" / "out"
     inbox.mkdir(parents=True)
     env = folder_env(tmp_path) | {
@@ -32,3 +33,4 @@ def test_a_dropped_visit_is_ingested_by_the_sensor(tmp_path):
     features = (out / "svm_features" / "ibl738.csv").read_text().splitlines()
     assert features[1] == "4,0.5,0.4,42,30,25,12,1,0,4,hst_12286_38_wfc3_ir_total_ibl738"
     assert len(list((out / "img" / "hst_12286_38_wfc3_ir_total_ibl738").glob("*.png"))) == 3
+    assert (out / "preprocessed.csv").read_text().splitlines()[1].endswith(",hst_12286_38_wfc3_ir_total_ibl738")

@@ -393,17 +393,24 @@ def hst_svm_visit_sensor(context: dg.SensorEvaluationContext, hst_svm_storage: S
     )
 
 
-hst_svm_training_sets_schedule = dg.ScheduleDefinition(
-    name="hst_svm_training_sets_schedule", job=hst_svm_training_sets_job, cron_schedule="30 6 * * *",
-    execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Daily rebuild of the combined SVM training sets, after the JWST daily run.",
-)
+@dg.sensor(job=hst_svm_training_sets_job, minimum_interval_seconds=10, default_status=dg.DefaultSensorStatus.RUNNING)
+def hst_svm_training_sets_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    """Rebuild the combined training sets once visit runs have finished, whether they ingested or withdrew a visit."""
+    after = int(context.cursor) if context.cursor else -1
+    finished = [event_id for event_type in (dg.DagsterEventType.RUN_SUCCESS, dg.DagsterEventType.RUN_FAILURE)
+                for event_id, entry in context.instance.event_log_storage.get_logs_for_all_runs_by_log_id(
+                    after_cursor=after, dagster_event_type=event_type).items()
+                if entry.job_name == hst_svm_visit_job.name]
+    if not finished:
+        return dg.SensorResult(skip_reason="no visit run finished since the last rebuild", cursor=context.cursor)
+    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"after-event:{max(finished)}")],
+                           cursor=str(max(finished)))
+
 
 defs = dg.Definitions(
     assets=[*VISIT_ASSETS, *TRAINING_ASSETS],
     asset_checks=[images_present_and_readable],
-    sensors=[hst_svm_visit_sensor],
+    sensors=[hst_svm_visit_sensor, hst_svm_training_sets_sensor],
     jobs=[hst_svm_visit_job, hst_svm_training_sets_job],
-    schedules=[hst_svm_training_sets_schedule],
     resources=resources_from_env(),
 )
