@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from ingest_assets.jwst_cal.day import DayOutcome
 from ingest_assets.jwst_cal.drops import DropError, PrefixError, discover_drops
-from ingest_assets.jwst_cal.pipeline import ingest_drop, rebuild_store
+from ingest_assets.jwst_cal.pipeline import ingest_scrubbed, read_day, rebuild_store
 from ingest_assets.jwst_cal.store import (
     DEFAULT_LOCK_TIMEOUT, ExportIncompleteError, StoreCorruptError, StoreError, StoreMissingError,
 )
@@ -115,13 +115,22 @@ def main(argv: list[str] | None = None) -> int:
         return max([status, *codes])
     status = EXIT_OK
     for path in drops:
-        outcome, code = _attempt(path.name, "not ingested", rebuild, lambda: ingest_drop(
-            path, out, save_l1=args.save_l1, lock_timeout=args.lock_timeout))
+        outcome, code = _attempt(path.name, "not ingested", rebuild, lambda: _ingest(path, out, args))
         status = max(status, code if outcome is None else _report_day(path.name, outcome))
         if code > EXIT_BAD_INPUT:
             return code
     print(f"outputs in {out}")
     return status
+
+
+def _ingest(path: Path, out: Path, args: argparse.Namespace) -> DayOutcome:
+    """Read the drop once: bad input raises, accepted oddities are warned about, then the day is ingested."""
+    read = read_day(path)
+    if read.problems:
+        raise read.problems[0]
+    for oddity in read.oddities:
+        print(f"jwst-cal-ingest: warning: {oddity}", file=sys.stderr)
+    return ingest_scrubbed(read.scrubbed, out, save_l1=args.save_l1, lock_timeout=args.lock_timeout)
 
 
 def _attempt(subject: str, failure: str, rebuild: str, work: Callable[[], T]) -> tuple[T | None, int]:

@@ -329,3 +329,13 @@ def test_a_killed_run_leaves_nothing_in_the_temp_folder(inbox: Path, tmp_path: P
                             env={**os.environ, "TMPDIR": str(temp)})
     assert killed.returncode == -9
     assert list(temp.iterdir()) == []
+
+
+def test_an_l3_row_without_image_size_is_ingested_with_a_warning(tmp_path: Path):
+    inbox = tmp_path / "inbox"
+    product = "jw01234-o001_t001_nircam_clear-f200w"
+    path = write_drop(inbox, "2025-06-01", [l1("jw01234001001_02101_00001_nrca1"), l3(product, float("nan"))])
+    proc = cli("-i", inbox, "-o", tmp_path / "out", check_code=0)
+    assert proc.stderr == (f"jwst-cal-ingest: warning: {path.name}: line 3, column ImageSize: L3 product {product!r} "
+                           "has no ImageSize: it is ingested but cannot become a training row\n")
+    assert product in (tmp_path / "out" / "training.csv").read_text()

@@ -11,13 +11,16 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .day import (
     CODES_TABLE, TRAIN_TABLES, DayOutcome, DayReport, DayTables, ingest_day, l3_params, working_l3_names,
 )
-from .drops import OUTPUT_NAMES, DropError, drop_date, drop_name_problem, read_drop
+from .drops import (
+    OUTPUT_NAMES, DropError, DropOddity, drop_date, drop_name_problem, drop_oddities, drop_problems, read_drop_text,
+    type_drop,
+)
 from .features import IngestError
 from .scrub import ScrubbedDrop, scrub_drop
 from .store import (
@@ -29,13 +32,45 @@ REBUILD_DIR = ".jwst-cal-rebuild"
 STAGED_SCIENCE, STAGED_MOSAICS = "_science", "_mosaics"
 
 
-def scrub_file(path: Path) -> ScrubbedDrop:
-    """Read and scrub one drop file; a bad name or content raises DropError."""
+@dataclass(frozen=True)
+class DropRead:
+    """A drop file read and checked once: its problems (bad input: nothing of it is ingested), the oddities accepted
+    in it, the number of its columns, and its scrubbed rows when it has no problem."""
+
+    path: Path
+    problems: list[DropError]
+    oddities: list[DropOddity] = field(default_factory=list)
+    scrubbed: ScrubbedDrop | None = None
+    columns: int = 0
+
+    @property
+    def day(self) -> str:
+        return self.path.name.split("_")[0]
+
+
+def read_day(path: Path) -> DropRead:
+    """Read, check and (when it has no problem) scrub one drop file, reading it once."""
     path = Path(path)
     day = drop_date(path.name)
     if day is None:
-        raise DropError(path, None, None, drop_name_problem(path.name) or "not a drop file")
-    return scrub_drop(read_drop(path), day, path.name)
+        return DropRead(path, [DropError(path, None, None, drop_name_problem(path.name) or "not a drop file")])
+    try:
+        text = read_drop_text(path)
+    except DropError as err:
+        return DropRead(path, [err])
+    columns, oddities = len(text.cells.columns), drop_oddities(text)
+    problems = drop_problems(text)
+    if problems:
+        return DropRead(path, problems, oddities, None, columns)
+    return DropRead(path, [], oddities, scrub_drop(type_drop(text), day, path.name), columns)
+
+
+def scrub_file(path: Path) -> ScrubbedDrop:
+    """Read and scrub one drop file; a bad name or content raises DropError (its first problem)."""
+    read = read_day(path)
+    if read.problems:
+        raise read.problems[0]
+    return read.scrubbed
 
 
 def open_store(output_dir: Path, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT, export: bool = True) -> IngestStore:
@@ -73,20 +108,25 @@ def commit_days(days: list[str], output_dir: Path, *, save_l1: bool = False,
         return _commit(store, days, save_l1)
 
 
-def ingest_drop(path: Path, output_dir: Path, *, save_l1: bool = False,
-                lock_timeout: float = DEFAULT_LOCK_TIMEOUT, export: bool = True) -> DayOutcome:
-    """Read, scrub, stage and commit one drop file (the spacekit-equivalent of one run on one day).
+def ingest_scrubbed(scrubbed: ScrubbedDrop, output_dir: Path, *, save_l1: bool = False,
+                    lock_timeout: float = DEFAULT_LOCK_TIMEOUT, export: bool = True) -> DayOutcome:
+    """Stage and commit one scrubbed day in one visit of the store (the spacekit-equivalent of one run on one day).
 
     Bad input raises DropError naming the file, also for values found unusable during the day's ingest.
     """
-    scrubbed = scrub_file(path)
     try:
         with open_store(output_dir, lock_timeout=lock_timeout, export=export) as store:
             _stage(store, scrubbed)
             outcomes = _commit(store, [scrubbed.day], save_l1)
     except IngestError as err:
-        raise DropError(path, None, None, str(err)) from err
+        raise DropError(Path(scrubbed.file), None, None, str(err)) from err
     return next(outcome for outcome in outcomes if outcome.day == scrubbed.day)
+
+
+def ingest_drop(path: Path, output_dir: Path, *, save_l1: bool = False,
+                lock_timeout: float = DEFAULT_LOCK_TIMEOUT, export: bool = True) -> DayOutcome:
+    """Read, scrub, stage and commit one drop file; bad input raises DropError."""
+    return ingest_scrubbed(scrub_file(path), output_dir, save_l1=save_l1, lock_timeout=lock_timeout, export=export)
 
 
 def rebuild_store(drops: Iterable[Path], output_dir: Path, *, save_l1: bool = False,

@@ -14,9 +14,10 @@ from contextlib import contextmanager
 import dagster as dg
 
 from ingest_assets.defs.jwst_cal.partitions import PREVIOUS_DAY, daily_partitions
-from ingest_assets.defs.jwst_cal.resources import JwstCalStore, StagedDay
+from ingest_assets.defs.jwst_cal.resources import JwstCalStore
 from ingest_assets.jwst_cal.day import DayOutcome
 from ingest_assets.jwst_cal.features import IngestError
+from ingest_assets.jwst_cal.pipeline import DropRead
 from ingest_assets.jwst_cal.store import ExportIncompleteError, StoreError
 
 GROUP = "jwst_cal"
@@ -91,16 +92,16 @@ def jwst_ingest_days(context: dg.AssetExecutionContext, jwst_cal_store: JwstCalS
     when a day's drop was bad or an L3 product stayed unmatched."""
     days = list(context.partition_keys)
     with _failing_cleanly():
-        staged = [jwst_cal_store.stage(day) for day in days]
-    for result in staged:
+        reads = [jwst_cal_store.stage(day) for day in days]
+    for result in reads:
         yield from _stage_events(result)
-    bad = [result for result in staged if not result.staged]
+    bad = [result for result in reads if result.problems]
     if len(bad) == len(days) == 1:
         raise dg.Failure(description=f"not ingested: {bad[0].problems[0]}")
     unmatched = []
     if context.selected_asset_keys & set(TABLES):
         with _failing_cleanly():
-            outcomes = jwst_cal_store.commit([result.day for result in staged if result.staged])
+            outcomes = jwst_cal_store.commit([result.day for result in reads if not result.problems])
         for outcome in outcomes:
             yield from _table_events(outcome)
         unmatched = [outcome.day for outcome in outcomes if outcome.report.l3_unmatched]
@@ -125,16 +126,16 @@ def _failing_cleanly() -> Iterator[None]:
         raise dg.Failure(description=str(err)) from err
 
 
-def _stage_events(result: StagedDay) -> Iterator:
+def _stage_events(result: DropRead) -> Iterator:
     day = result.day
-    yield _evaluation(DROP_IS_VALID, day, result.staged, dg.AssetCheckSeverity.ERROR, {
+    yield _evaluation(DROP_IS_VALID, day, not result.problems, dg.AssetCheckSeverity.ERROR, {
         "problems": dg.MetadataValue.json([str(p) for p in result.problems[:LISTED]]),
         "n_problems": len(result.problems),
     }, description=str(result.problems[0]) if result.problems else None)
     yield _evaluation(IMAGE_SIZES, day, not result.oddities, dg.AssetCheckSeverity.WARN, {
         "rows": dg.MetadataValue.json([str(o) for o in result.oddities[:LISTED]]), "n_rows": len(result.oddities),
     })
-    if not result.staged:
+    if result.scrubbed is None:
         return
     scrubbed = result.scrubbed
     yield dg.AssetMaterialization(RAW_DROP, partition=day, metadata={
