@@ -37,6 +37,7 @@ ui: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_jwst_cal.py
+	$(BIN)/python benchmarks/bench_year.py
 
 clean:
 	rm -rf data/jwst_cal/out data/jwst_cal/storage data/hst_svm/out .dagster_home

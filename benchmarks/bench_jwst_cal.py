@@ -25,12 +25,12 @@ REFERENCE_SECONDS = 300.0  # spacekit 1.1.4 on the same day (spec / issue figure
 ENGINE = """
 import sys, time, resource
 from pathlib import Path
-from ingest_assets.jwst_cal.day import empty_state, ingest_day
+from ingest_assets.jwst_cal.day import DayTables, ingest_day
 from ingest_assets.jwst_cal.pipeline import scrub_file
 start = time.perf_counter()
-outcome = ingest_day(scrub_file(Path(sys.argv[1])), empty_state(), save_l1=True)
+result = ingest_day(scrub_file(Path(sys.argv[1])), DayTables.empty(), save_l1=True)
 elapsed = time.perf_counter() - start
-print(elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, outcome.report["products"])
+print(elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, result.outcome.report.products)
 """
 
 

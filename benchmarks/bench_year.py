@@ -3,9 +3,10 @@
 Generates 365 drops with the shared generator (`../shared/tools/gen_raw.py --start 2025-01-01 --days 365 --seed 42`,
 located next to the repository) into benchmarks/cache/year-s42 (git-ignored; reused when complete), or takes the
 drops of --inbox. Ingests them day by day in this one process with the engine's `ingest_drop` (level-1 saving on,
-as `make run`), timing each day from reading its drop to the end of its export. Prints the median day of the first
-and of the last ten days and their ratio, the total, the peak memory and the sizes of the outputs, and writes them
-with every day's time to benchmarks/results/year-LABEL.json (git-ignored).
+as `make run`), timing each day from reading its drop to the end of its export, in wall-clock and in CPU seconds
+(the CPU time of all the process's threads varies less on a shared machine). Prints the median day of the first and
+of the last ten days and their ratio, the total, the peak memory and the sizes of the outputs, and writes them with
+every day's times to benchmarks/results/year-LABEL.json (git-ignored).
 
 Usage: python benchmarks/bench_year.py [--inbox DIR] [--days N] [--label NAME] [--code CHECKOUT]
 (--code measures another checkout of the project, e.g. `git worktree add /tmp/before <commit>`.)
@@ -26,23 +27,30 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 GENERATOR = REPO.parent / "shared" / "tools" / "gen_raw.py"
-YEAR = ("--start", "2025-01-01", "--days", "365", "--seed", "42")
+YEAR = ("--start", "2025-01-01", "--seed", "42")
 CACHE = HERE / "cache"
 WINDOW = 10  # days per median
 
 
-def generated_year() -> Path:
-    """The cached generated year, generated first when absent or incomplete."""
-    inbox = CACHE / "year-s42"
-    if len(list(inbox.glob("*_*.csv"))) == 365:
+def generated_drops(name: str, days: int, *options: str) -> Path:
+    """CACHE/name holding the `days` drops of `gen_raw.py --days DAYS OPTIONS`, generated first when absent or
+    incomplete."""
+    inbox = CACHE / name
+    if len(list(inbox.glob("*_*.csv"))) == days:
         return inbox
     if not GENERATOR.is_file():
-        sys.exit(f"bench_year: the generator {GENERATOR} is absent (expected at ../shared/tools/gen_raw.py next to "
-                 "the repository); pass --inbox DIR with daily drops instead")
+        sys.exit(f"the generator {GENERATOR} is absent (expected at ../shared/tools/gen_raw.py next to the "
+                 "repository); pass --inbox DIR with daily drops instead")
     shutil.rmtree(inbox, ignore_errors=True)
-    print(f"generating a year of drops into {inbox} ...", flush=True)
-    subprocess.run([sys.executable, str(GENERATOR), "--out", str(inbox), *YEAR], check=True, capture_output=True)
+    print(f"generating {days} day(s) of drops into {inbox} ...", flush=True)
+    subprocess.run([sys.executable, str(GENERATOR), "--out", str(inbox), "--days", str(days), *options],
+                   check=True, capture_output=True)
     return inbox
+
+
+def generated_year() -> Path:
+    """The cached generated year (`gen_raw.py --start 2025-01-01 --days 365 --seed 42`)."""
+    return generated_drops("year-s42", 365, *YEAR)
 
 
 def folder_bytes(folder: Path, pattern: str) -> int:
@@ -53,6 +61,13 @@ def median_window(seconds: list[float], first_day: int) -> float | None:
     """Median time of the WINDOW days from day `first_day` (1-based), None when the run is shorter."""
     days = seconds[first_day - 1:first_day - 1 + WINDOW]
     return round(statistics.median(days), 3) if len(days) == WINDOW else None
+
+
+def medians(prefix: str, seconds: list[float]) -> dict:
+    """Median day of the first ten days, of days 91-100 and of the last ten days; last over first."""
+    first, last = median_window(seconds, 1), median_window(seconds, len(seconds) - WINDOW + 1)
+    return {f"{prefix}median_days_1_10_s": first, f"{prefix}median_days_91_100_s": median_window(seconds, 91),
+            f"{prefix}median_last_10_s": last, f"{prefix}last_over_first": round(last / first, 2) if first else None}
 
 
 def use_checkout(checkout: Path) -> None:
@@ -77,28 +92,27 @@ def main() -> None:
     drops = discover_drops(args.inbox or generated_year())[0][:args.days]
     out = CACHE / f"out-{args.label}"
     shutil.rmtree(out, ignore_errors=True)
-    seconds = []
+    seconds, cpu = [], []
     for i, path in enumerate(drops, start=1):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         ingest_drop(path, out, save_l1=True)
         seconds.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
         if i % WINDOW == 0:
-            print(f"day {i}: {seconds[-1]:.2f} s (median of the last {WINDOW}: {median_window(seconds, i - 9)} s)",
-                  flush=True)
-    first, last = median_window(seconds, 1), median_window(seconds, len(seconds) - WINDOW + 1)
+            print(f"day {i}: {seconds[-1]:.2f} s, median of the last {WINDOW}: {median_window(seconds, i - 9)} s, "
+                  f"CPU {median_window(cpu, i - 9)} s", flush=True)
     results = {
         "label": args.label, "code": str(Path(sys.modules["ingest_assets"].__file__).parent.parent),
         "days": len(seconds), "first_day": drops[0].name, "last_day": drops[-1].name,
-        "median_days_1_10_s": first, "median_days_91_100_s": median_window(seconds, 91),
-        "median_last_10_s": last, "last_over_first": round(last / first, 2) if first and last else None,
+        **medians("", seconds), **medians("cpu_", cpu),
         "total_s": round(sum(seconds), 1), "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         "database_mib": round(folder_bytes(out, "*.duckdb*") / 2**20, 1),
         "csv_mib": round(folder_bytes(out, "*.csv") / 2**20, 1),
         "level1_csv_mib": round(folder_bytes(out, "level1.csv") / 2**20, 1),
-        "seconds_per_day": [round(s, 3) for s in seconds],
+        "seconds_per_day": [round(s, 3) for s in seconds], "cpu_seconds_per_day": [round(s, 3) for s in cpu],
     }
     for key, value in results.items():
-        if key != "seconds_per_day":
+        if not key.endswith("per_day"):
             print(f"{key:22s} {value}")
     target = HERE / "results"
     target.mkdir(exist_ok=True)

@@ -284,6 +284,25 @@ def test_daily_tables_export_the_latest_day_and_internal_tables_stay_internal(tm
                                                         "raw-image.csv", "rem-image.csv"}
 
 
+def test_staged_days_read_back_as_staged_and_stay_when_days_roll_back(tmp_path):
+    first = {"_rows": pd.DataFrame({"x": [1, 2], "y": ["a", "b"]}), "_none": pd.DataFrame({"z": []})}
+    second = {"_rows": pd.DataFrame({"x": [0.5], "w": ["new"]}), "_none": pd.DataFrame({"z": []})}
+    with IngestStore(tmp_path) as store:
+        store.stage(DAYS[1], second, {"file": "second"})
+        store.stage(DAYS[0], first, {"file": "first"})  # staged later, read back as it was
+        write(store, 0)
+        with store.transaction():
+            store.rollback_from(DAYS[0])
+        meta, frames = store.staged(DAYS[0])
+        assert meta == {"file": "first"} and store.staged(DAYS[2]) is None
+        assert_rows(frames["_rows"], first["_rows"])  # x stays integer, w is not a column of that day
+        assert list(frames["_none"].columns) == ["z"] and frames["_none"].empty
+        assert_rows(store.staged(DAYS[1])[1]["_rows"], second["_rows"])
+        with pytest.raises(ValueError, match="internal"):
+            store.stage(DAYS[2], {"rows": second["_rows"]}, {})
+    assert not list(tmp_path.glob("*.csv"))  # the day's tables are gone with it; staged ones are never exported
+
+
 # --- rollback, idempotence, atomicity ---------------------------------------------------------------------------------
 def test_rollback_and_rewrite_of_a_day_gives_byte_identical_exports(tmp_path):
     with IngestStore(tmp_path) as store:

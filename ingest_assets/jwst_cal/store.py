@@ -253,8 +253,8 @@ def place_new_rows(matched: np.ndarray, lower: float | None) -> np.ndarray | Non
     """Positions of all rows given the kept rows' positions (NaN = new, kept ones increasing) and the position of
     the live row before them (None: none); None when a gap is too small (renumbering is needed).
 
-    New rows go between their kept neighbours (the row before counts as one), evenly spaced; before the first kept
-    row without a row before it at -1, -2...; after the last at +1, +2...; no neighbour at all: 0, 1, 2...
+    New rows go between their kept neighbours (the row before them counts as one), evenly spaced; after the last at
+    +1, +2...; before the first when no row precedes them at -1, -2...; no neighbour at all: 0, 1, 2...
     """
     kept = ~np.isnan(matched)
     new = ~kept
@@ -655,14 +655,13 @@ class IngestStore:
             schema = self._evolve_schema(table, kind, frame, types, day)
             if schema is None:
                 continue
-            removed = False
             if kind == "state":
-                removed = self._write_state(table, schema, frame, start, types, day)
+                inserted, removed = self._write_state(table, schema, frame, start, types, day)
             else:
-                self._append(table, schema, frame, types, day)
-            if kind in LAID_OUT:
-                self._settle(table, schema, day, reflow=old is not None and old.columns != schema.columns,
-                             removed=removed)
+                inserted, removed = self._append(table, schema, frame, types, day), False
+            reflow = old is not None and old.columns != schema.columns
+            if kind in LAID_OUT and (inserted or removed or reflow):
+                self._settle(table, schema, day, reflow=reflow, removed=removed)
         self._sql("INSERT INTO ledger VALUES (?, ?)", [day, json.dumps(dict(report), default=json_default)])
 
     def _sql(self, sql: str, params: list | None = None) -> list[tuple]:
@@ -842,18 +841,19 @@ class IngestStore:
         return self._sql(f"SELECT max(_pos) FROM {table_ref(table)} WHERE _removed IS NULL{where}", params)[0][0]
 
     def _append(self, table: str, schema: TableSchema, frame: pd.DataFrame, types: Mapping[str, str | None],
-                day: str) -> None:
-        """Log and daily tables: the rows follow every stored row."""
+                day: str) -> int:
+        """Log and daily tables: the rows follow every stored row. How many rows."""
         last = self._last_position(table)
         start = 0.0 if last is None else last + 1.0
         self._insert(table, schema, frame, types, start + np.arange(len(frame), dtype=np.float64), day)
         if schema.kind in LAID_OUT and len(frame):
             self._pending(table, start, appended=True)
+        return len(frame)
 
     def _write_state(self, table: str, schema: TableSchema, frame: pd.DataFrame, start: float | None,
-                     types: Mapping[str, str | None], day: str) -> bool:
+                     types: Mapping[str, str | None], day: str) -> tuple[int, bool]:
         """Replace the live rows from `start` on by `frame`: keep unchanged rows, remove vanished ones, insert new or
-        changed ones between their neighbours. Whether rows were removed."""
+        changed ones between their neighbours. How many rows were inserted, whether rows were removed."""
         ref = table_ref(table)
         stored_h, stored_pos = np.empty(0, dtype=np.uint64), np.empty(0)
         if start is not None:
@@ -886,7 +886,7 @@ class IngestStore:
         touched = np.concatenate([diff.gone_pos, diff.new_pos])
         if len(touched):
             self._pending(table, float(touched.min()), appended=appended)
-        return bool(len(diff.gone_pos))
+        return len(diff.new_rows), bool(len(diff.gone_pos))
 
     # --- export layout ------------------------------------------------------------------------------------------------
     def _settle(self, table: str, schema: TableSchema, day: str, *, reflow: bool, removed: bool) -> None:
