@@ -8,7 +8,12 @@ export DAGSTER_HOME
 
 .PHONY: install run test ui bench clean
 
+# Headless Chromium for the browser test (test_walkthrough_ui.py, which skips without it): Debian's package, when
+# it is missing and this is root with apt-get.
 install: $(STAMP)
+	@test -x /usr/bin/chromium || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null && apt-get update -qq \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
+	  || echo "note: no /usr/bin/chromium (needs root and apt-get): the browser test will be skipped"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
