@@ -102,6 +102,11 @@ def test_days_materialize_in_order_with_checks_and_metadata_per_day(folders):
         assert meta[SMALL[1].date]["priors_pulled"].value == SMALL[1].run["prior_rows_in_df"]
         history = instance.event_log_storage.get_asset_check_execution_history(MATCH_RATE, limit=10)
         assert sorted(h.partition for h in history) == sorted(d.date for d in SMALL[:3])
+        # each day's result checks that day's materialization: the check's partitions show as current, not missing
+        infos = instance.event_log_storage.get_asset_check_partition_info([MATCH_RATE],
+                                                                          partition_keys=[d.date for d in SMALL[:3]])
+        assert {i.partition_key: (i.latest_execution_status.value, i.is_current) for i in infos} == {
+            d.date: ("FAILED" if d.run["l3_unmatched"] else "SUCCEEDED", True) for d in SMALL[:3]}
 
 
 def test_a_range_of_days_runs_in_one_step_in_date_order(folders):

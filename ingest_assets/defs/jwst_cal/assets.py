@@ -12,6 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (  # not exported by dagster
+    AssetCheckEvaluationTargetMaterializationData,
+)
 
 from ingest_assets.defs.jwst_cal.partitions import PREVIOUS_DAY, daily_partitions
 from ingest_assets.defs.jwst_cal.resources import JwstCalStore
@@ -43,11 +46,18 @@ def _check_spec(key: dg.AssetCheckKey, description: str) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(key.name, asset=key.asset_key, partitions_def=daily_partitions, description=description)
 
 
-def _evaluation(key: dg.AssetCheckKey, day: str, passed: bool, severity: dg.AssetCheckSeverity, metadata: dict,
-                description: str | None = None) -> dg.AssetCheckEvaluation:
-    """A check result recorded against its day (a step over a range records one per day)."""
+def _evaluation(context: dg.AssetExecutionContext, key: dg.AssetCheckKey, day: str, passed: bool,
+                severity: dg.AssetCheckSeverity, metadata: dict, description: str | None = None
+                ) -> dg.AssetCheckEvaluation:
+    """A check result recorded against its day and the day's latest materialization of the checked asset (a step
+    over a range records one per day; the UI counts a day's check as current when it names that materialization)."""
+    latest = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key.asset_key, asset_partitions=[day]), limit=1).records
+    target = AssetCheckEvaluationTargetMaterializationData(
+        storage_id=latest[0].storage_id, run_id=latest[0].run_id, timestamp=latest[0].timestamp) if latest else None
     return dg.AssetCheckEvaluation(asset_key=key.asset_key, check_name=key.name, passed=passed, partition=day,
-                                   severity=severity, metadata=metadata, description=description, blocking=False)
+                                   severity=severity, metadata=metadata, description=description, blocking=False,
+                                   target_materialization_data=target)
 
 
 def _named(items: list[str]) -> str:
@@ -94,7 +104,7 @@ def jwst_ingest_days(context: dg.AssetExecutionContext, jwst_cal_store: JwstCalS
     with _failing_cleanly():
         reads = [jwst_cal_store.stage(day) for day in days]
     for result in reads:
-        yield from _stage_events(result)
+        yield from _stage_events(context, result)
     bad = [result for result in reads if result.problems]
     if len(bad) == len(days) == 1:
         raise dg.Failure(description=f"not ingested: {bad[0].problems[0]}")
@@ -103,7 +113,7 @@ def jwst_ingest_days(context: dg.AssetExecutionContext, jwst_cal_store: JwstCalS
         with _failing_cleanly():
             outcomes = jwst_cal_store.commit([result.day for result in reads if not result.problems])
         for outcome in outcomes:
-            yield from _table_events(outcome)
+            yield from _table_events(context, outcome)
         unmatched = [outcome.day for outcome in outcomes if outcome.report.l3_unmatched]
     if bad:
         raise dg.Failure(
@@ -126,29 +136,28 @@ def _failing_cleanly() -> Iterator[None]:
         raise dg.Failure(description=str(err)) from err
 
 
-def _stage_events(result: DropRead) -> Iterator:
+def _stage_events(context: dg.AssetExecutionContext, result: DropRead) -> Iterator:
     day = result.day
-    yield _evaluation(DROP_IS_VALID, day, not result.problems, dg.AssetCheckSeverity.ERROR, {
+    if result.scrubbed is not None:
+        scrubbed = result.scrubbed
+        yield dg.AssetMaterialization(RAW_DROP, partition=day, metadata={
+            "file": dg.MetadataValue.path(str(result.path)), "dagster/row_count": scrubbed.rows_read,
+            "columns": result.columns,
+        })
+        yield dg.AssetMaterialization(SCRUBBED, partition=day, metadata={
+            "dagster/row_count": len(scrubbed.science), "rows_in": scrubbed.rows_read, "rows_l1": scrubbed.n_l1,
+            "rows_l3": scrubbed.n_l3, "mosaics": len(scrubbed.mosaics), "mrs_ch24_dropped": scrubbed.mrs_ch24_dropped,
+        })
+    yield _evaluation(context, DROP_IS_VALID, day, not result.problems, dg.AssetCheckSeverity.ERROR, {
         "problems": dg.MetadataValue.json([str(p) for p in result.problems[:LISTED]]),
         "n_problems": len(result.problems),
     }, description=str(result.problems[0]) if result.problems else None)
-    yield _evaluation(IMAGE_SIZES, day, not result.oddities, dg.AssetCheckSeverity.WARN, {
+    yield _evaluation(context, IMAGE_SIZES, day, not result.oddities, dg.AssetCheckSeverity.WARN, {
         "rows": dg.MetadataValue.json([str(o) for o in result.oddities[:LISTED]]), "n_rows": len(result.oddities),
     })
-    if result.scrubbed is None:
-        return
-    scrubbed = result.scrubbed
-    yield dg.AssetMaterialization(RAW_DROP, partition=day, metadata={
-        "file": dg.MetadataValue.path(str(result.path)), "dagster/row_count": scrubbed.rows_read,
-        "columns": result.columns,
-    })
-    yield dg.AssetMaterialization(SCRUBBED, partition=day, metadata={
-        "dagster/row_count": len(scrubbed.science), "rows_l1": scrubbed.n_l1, "rows_l3": scrubbed.n_l3,
-        "mosaics": len(scrubbed.mosaics), "mrs_ch24_dropped": scrubbed.mrs_ch24_dropped,
-    })
 
 
-def _table_events(outcome: DayOutcome) -> Iterator:
+def _table_events(context: dg.AssetExecutionContext, outcome: DayOutcome) -> Iterator:
     report, day = outcome.report, outcome.day
     yield dg.AssetMaterialization(PRIORS, partition=day, metadata={
         "dagster/row_count": report.backlog, "priors_pulled": report.priors_pulled,
@@ -161,10 +170,10 @@ def _table_events(outcome: DayOutcome) -> Iterator:
     yield dg.AssetMaterialization(TRAINING_TABLES, partition=day, metadata={
         f"rows_added_{name}": len(rows) for name, rows in outcome.train_rows.items()})
     yield dg.AssetMaterialization(MOSAICS, partition=day, metadata={"mosaics_added": report.mosaics})
-    yield _evaluation(MATCH_RATE, day, not report.l3_unmatched, dg.AssetCheckSeverity.ERROR, {
+    yield _evaluation(context, MATCH_RATE, day, not report.l3_unmatched, dg.AssetCheckSeverity.ERROR, {
         "match_rate": float(report.match_rate), "l3_total": report.l3_total, "l3_matched": report.l3_matched,
         "unmatched": dg.MetadataValue.json(list(report.l3_unmatched[:LISTED])),
         "multi_match_losers": dg.MetadataValue.json(list(report.multi_match_losers[:LISTED])),
     }, description=f"unmatched: {_named(list(report.l3_unmatched))}" if report.l3_unmatched else None)
-    yield _evaluation(DUPLICATE_CLAIMS, day, not report.duplicate_claims, dg.AssetCheckSeverity.WARN,
+    yield _evaluation(context, DUPLICATE_CLAIMS, day, not report.duplicate_claims, dg.AssetCheckSeverity.WARN,
                       {"claims": dg.MetadataValue.json({p: list(g) for p, g in report.duplicate_claims.items()})})
