@@ -65,7 +65,7 @@ def test_drops_landing_at_once_are_ingested_in_one_run(tmp_path):
     with dagster_dev(home, folder_env(tmp_path) | {"JWST_CAL_SAVE_L1": "1"}, log) as server:
         for day in days:
             shutil.copy(day.drop, inbox)
-        done = wait_for(lambda: partitions(home, PRIORS) == {d.date for d in days}, TIMEOUT, server)
+        done = wait_for(lambda: partitions(home, PRIORS) == {d.date for d in days} and idle(home), TIMEOUT, server)
         assert done, log.read_text()[-3000:]
         runs = store_runs(home)
     assert [day_range(r.dagster_run) for r in runs] == [(days[0].date, days[-1].date)]
