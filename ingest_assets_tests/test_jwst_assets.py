@@ -100,6 +100,10 @@ def test_days_materialize_in_order_with_checks_and_metadata_per_day(folders):
         meta = {r.partition_key: r.asset_materialization.metadata for r in events}
         assert set(meta) == {d.date for d in SMALL[:3]}
         assert meta[SMALL[1].date]["priors_pulled"].value == SMALL[1].run["prior_rows_in_df"]
+        # the per-day figures the Partitions plots show: numbers for every day
+        for day in SMALL[:3]:
+            assert meta[day.date]["oldest_exposure_age_days"].value >= 0 and meta[day.date]["commit_seconds"].value > 0
+        assert meta[SMALL[2].date]["oldest_exposure_age_days"].value == 2  # day 1's unmatched exposures still wait
         history = instance.event_log_storage.get_asset_check_execution_history(MATCH_RATE, limit=10)
         assert sorted(h.partition for h in history) == sorted(d.date for d in SMALL[:3])
         # each day's result checks that day's materialization: the check's partitions show as current, not missing

@@ -59,12 +59,15 @@ class DayReport:
 
 @dataclass(frozen=True)
 class DayOutcome:
-    """What one day did: its report, its constructed products and the encoded rows it added to each train table."""
+    """What one day did: its report, its constructed products, the encoded rows it added to each train table, and
+    what committing it observed."""
 
     day: str
     report: DayReport
     products: pd.DataFrame = field(repr=False)
     train_rows: dict[str, pd.DataFrame] = field(repr=False)
+    backlog_since: str | None = None  # the drop day of the oldest exposure in the backlog after the day
+    seconds: float = 0.0  # reading the day's tables, ingesting it and writing it
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .day import (
@@ -195,6 +196,7 @@ def _commit(store: IngestStore, days: list[str], save_l1: bool) -> list[DayOutco
 
 def _ingest_one(store: IngestStore, scrubbed: ScrubbedDrop, save_l1: bool) -> DayOutcome:
     """Ingest one day inside the open transaction: read the tails it can change, write what it changed."""
+    start = time.perf_counter()
     backlog = _tail(store, "ingest", "params", l3_params(scrubbed.science), sort_key="dname")
     names = working_l3_names(scrubbed.science, backlog.rows)
     tails = {"ingest": backlog, "training": _tail(store, "training", "Dataset", names, sort_key="pname")}
@@ -207,7 +209,8 @@ def _ingest_one(store: IngestStore, scrubbed: ScrubbedDrop, save_l1: bool) -> Da
     state = {table: Tail(tails[table].start, rows) for table, rows in result.tails.items()}
     store.write_day(scrubbed.day, state=state, log=result.log, daily=result.daily,
                     report=asdict(result.outcome.report))
-    return result.outcome
+    return replace(result.outcome, backlog_since=store.oldest("ingest", "date"),
+                   seconds=time.perf_counter() - start)
 
 
 def _tail(store: IngestStore, table: str, column: str, values, *, sort_key: str | None = None) -> Tail:

@@ -524,6 +524,13 @@ class IngestStore:
         where, params = ("", []) if start is None else (" AND _pos < ?", [start])
         return self._sql(f"SELECT count(*) FROM {table_ref(table)} WHERE _removed IS NULL{where}", params)[0][0]
 
+    def oldest(self, table: str, column: str) -> str | None:
+        """The smallest value of a text column over the live rows of a state table (None: no such row)."""
+        schema = self._schema(table)
+        if schema is None or column not in schema.names:
+            return None
+        return self._sql(f"SELECT min({quote(column)}) FROM {table_ref(table)} WHERE _removed IS NULL")[0][0]
+
     def first_position(self, table: str, column: str, values: Sequence) -> float | None:
         """Position of the first live row whose `column` holds one of `values` (as text); None when none does."""
         schema = self._schema(table)
