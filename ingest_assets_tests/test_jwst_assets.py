@@ -104,6 +104,8 @@ def test_days_materialize_in_order_with_checks_and_metadata_per_day(folders):
         for day in SMALL[:3]:
             assert meta[day.date]["oldest_exposure_age_days"].value >= 0 and meta[day.date]["commit_seconds"].value > 0
         assert meta[SMALL[2].date]["oldest_exposure_age_days"].value == 2  # day 1's unmatched exposures still wait
+        columns = [c.name for c in meta[SMALL[2].date]["dagster/column_schema"].value.columns]
+        assert columns == (folders["out"] / "ingest.csv").read_text().splitlines()[0].split(",")
         history = instance.event_log_storage.get_asset_check_execution_history(MATCH_RATE, limit=10)
         assert sorted(h.partition for h in history) == sorted(d.date for d in SMALL[:3])
         # each day's result checks that day's materialization: the check's partitions show as current, not missing

@@ -524,6 +524,11 @@ class IngestStore:
         where, params = ("", []) if start is None else (" AND _pos < ?", [start])
         return self._sql(f"SELECT count(*) FROM {table_ref(table)} WHERE _removed IS NULL{where}", params)[0][0]
 
+    def columns(self, table: str) -> tuple[tuple[str, str], ...]:
+        """A table's columns (name, DuckDB type) in export order; none for a table never written."""
+        schema = self._schema(table)
+        return schema.columns if schema else ()
+
     def oldest(self, table: str, column: str) -> str | None:
         """The smallest value of a text column over the live rows of a state table (None: no such row)."""
         schema = self._schema(table)

@@ -34,6 +34,8 @@ RAW_DROP, SCRUBBED = dg.AssetKey("jwst_raw_drop"), dg.AssetKey("jwst_scrubbed_ex
 PRIORS, MATCHED = dg.AssetKey("jwst_priors"), dg.AssetKey("jwst_matched_products")
 TRAINING_TABLES, MOSAICS = dg.AssetKey("jwst_training_tables"), dg.AssetKey("jwst_mosaics")
 TABLES = (PRIORS, MATCHED, TRAINING_TABLES, MOSAICS)
+# The stored table whose columns each table asset shows (train-spec/tac share train-image's; train-fgs has fewer).
+EXPORTED_AS = {PRIORS: "ingest", MATCHED: "training", TRAINING_TABLES: "train-image", MOSAICS: "mosaics"}
 DROP_IS_VALID = dg.AssetCheckKey(RAW_DROP, "drop_is_valid")
 IMAGE_SIZES = dg.AssetCheckKey(RAW_DROP, "l3_rows_have_image_size")
 MATCH_RATE = dg.AssetCheckKey(MATCHED, "l3_match_rate_is_100pct")
@@ -116,8 +118,9 @@ def jwst_ingest_days(context: dg.AssetExecutionContext, jwst_cal_store: JwstCalS
     if context.selected_asset_keys & set(TABLES):
         with _failing_cleanly():
             outcomes = jwst_cal_store.commit([result.day for result in reads if not result.problems])
+        schemas = {key: _column_schema(jwst_cal_store.columns(table)) for key, table in EXPORTED_AS.items()}
         for outcome in outcomes:
-            yield from _table_events(context, outcome)
+            yield from _table_events(context, outcome, schemas)
         unmatched = [outcome.day for outcome in outcomes if outcome.report.l3_unmatched]
     if bad:
         raise dg.Failure(
@@ -162,22 +165,30 @@ def _stage_events(context: dg.AssetExecutionContext, result: DropRead, seconds: 
     })
 
 
-def _table_events(context: dg.AssetExecutionContext, outcome: DayOutcome) -> Iterator:
+def _column_schema(columns: tuple[tuple[str, str], ...]) -> dg.TableSchema:
+    return dg.TableSchema([dg.TableColumn(name, typ.lower()) for name, typ in columns])
+
+
+def _table_events(context: dg.AssetExecutionContext, outcome: DayOutcome,
+                  schemas: dict[dg.AssetKey, dg.TableSchema]) -> Iterator:
     report, day = outcome.report, outcome.day
     age = (dt.date.fromisoformat(day) - dt.date.fromisoformat(outcome.backlog_since)).days \
         if outcome.backlog_since else 0
     yield dg.AssetMaterialization(PRIORS, partition=day, metadata={
         "dagster/row_count": report.backlog, "priors_pulled": report.priors_pulled, "oldest_exposure_age_days": age,
-        "commit_seconds": round(outcome.seconds, 3),
+        "commit_seconds": round(outcome.seconds, 3), "dagster/column_schema": schemas[PRIORS],
     })
     yield dg.AssetMaterialization(MATCHED, partition=day, metadata={
         "dagster/row_count": report.training_rows, "products": report.products,
         "products_matched": report.products_matched, "l3_total": report.l3_total, "l3_matched": report.l3_matched,
         "match_rate": float(report.match_rate), "reprocessed": len(report.reprocessed),
+        "dagster/column_schema": schemas[MATCHED],
     })
     yield dg.AssetMaterialization(TRAINING_TABLES, partition=day, metadata={
-        f"rows_added_{name}": len(rows) for name, rows in outcome.train_rows.items()})
-    yield dg.AssetMaterialization(MOSAICS, partition=day, metadata={"mosaics_added": report.mosaics})
+        **{f"rows_added_{name}": len(rows) for name, rows in outcome.train_rows.items()},
+        "dagster/column_schema": schemas[TRAINING_TABLES]})
+    yield dg.AssetMaterialization(MOSAICS, partition=day, metadata={
+        "mosaics_added": report.mosaics, "dagster/column_schema": schemas[MOSAICS]})
     yield _evaluation(context, MATCH_RATE, day, not report.l3_unmatched, dg.AssetCheckSeverity.ERROR, {
         "match_rate": float(report.match_rate), "l3_total": report.l3_total, "l3_matched": report.l3_matched,
         "unmatched": dg.MetadataValue.json(list(report.l3_unmatched[:LISTED])),

@@ -8,7 +8,7 @@ import dagster as dg
 
 from ingest_assets.jwst_cal.day import DayOutcome
 from ingest_assets.jwst_cal.drops import DropError, drop_file_name
-from ingest_assets.jwst_cal.pipeline import DropRead, commit_days, read_day, stage_scrubbed
+from ingest_assets.jwst_cal.pipeline import DropRead, commit_days, open_store, read_day, stage_scrubbed
 from ingest_assets.jwst_cal.store import DEFAULT_LOCK_TIMEOUT
 
 
@@ -44,3 +44,8 @@ class JwstCalStore(dg.ConfigurableResource):
     def commit(self, days: list[str]) -> list[DayOutcome]:
         """Commit the staged days in date order; the outcomes of every day written, replayed later days included."""
         return commit_days(days, self.output, save_l1=self.save_l1, lock_timeout=self.lock_timeout)
+
+    def columns(self, table: str) -> tuple[tuple[str, str], ...]:
+        """A stored table's columns (name, type), as exported."""
+        with open_store(self.output, lock_timeout=self.lock_timeout, export=False) as store:
+            return store.columns(table)
