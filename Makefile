@@ -43,6 +43,7 @@ ui: install
 bench: install
 	$(BIN)/python benchmarks/bench_jwst_cal.py
 	$(BIN)/python benchmarks/bench_year.py
+	$(BIN)/python benchmarks/bench_cli_vs_spacekit.py
 
 clean:
 	rm -rf data/jwst_cal/out data/jwst_cal/storage data/hst_svm/out .dagster_home

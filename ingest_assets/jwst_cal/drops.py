@@ -22,6 +22,7 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,12 @@ class DropText:
     path: Path
     cells: pd.DataFrame
     lines: np.ndarray
+
+    @cached_property
+    def numbers(self) -> Numbers:
+        """Values and bad-cell mask of each numeric column present, in file order (parsed once, for the checks and
+        the typing)."""
+        return {col: _numbers(self.cells[col]) for col in self.cells.columns if col in NUMERIC_COLS}
 
 
 # --- names -----------------------------------------------------------------------------------------------------------
@@ -325,11 +332,6 @@ def _numbers(cells: pd.Series) -> tuple[pd.Series, pd.Series]:
     return values, ~missing & ~np.isfinite(values)
 
 
-def _parse_numbers(cells: pd.DataFrame) -> Numbers:
-    """Values and bad-cell mask of each numeric column present, in file order."""
-    return {col: _numbers(cells[col]) for col in cells.columns if col in NUMERIC_COLS}
-
-
 def _cell_rules(cells: pd.DataFrame, numbers: Numbers) -> Iterator[tuple[str, pd.Series, pd.Series, str]]:
     """(column, values shown, mask of bad cells, reason with {value}) of every rule on single cells."""
     if "Dataset" in cells:
@@ -359,34 +361,19 @@ def _cell_error(text: DropText, column: str, shown: pd.Series, mask: pd.Series, 
     return DropError(text.path, int(text.lines[first]), column, reason.format(value=shown.iloc[first]) + more)
 
 
-def _problems(text: DropText, numbers: Numbers) -> list[DropError]:
-    """See `drop_problems`; `numbers` is `_parse_numbers(text.cells)`."""
+def drop_problems(text: DropText) -> list[DropError]:
+    """Every problem of a drop's cells in file order: missing required columns, then per line and column an empty
+    Dataset, an L1/L3 Dataset without a program number, a non-numeric number, an ImageSize that is not positive
+    (the first bad cell of each rule, counting the others)."""
     cells = text.cells
     problems: list[DropError] = []
     missing = [col for col in REQUIRED_COLS if col not in cells.columns]
     if missing:
         problems.append(DropError(text.path, None, missing[0], "missing required columns: " + ", ".join(missing)))
-    found = (_cell_error(text, *rule) for rule in _cell_rules(cells, numbers))
+    found = (_cell_error(text, *rule) for rule in _cell_rules(cells, text.numbers))
     order = {col: i for i, col in enumerate(cells.columns)}
     problems += sorted((e for e in found if e is not None), key=lambda e: (e.line, order[e.column]))
     return problems
-
-
-def _typed(cells: pd.DataFrame, numbers: Numbers) -> pd.DataFrame:
-    """See `type_drop`; `numbers` is `_parse_numbers(cells)`."""
-    others = [col for col in cells.columns if col not in numbers]
-    values = cells[others].to_numpy(dtype=object)
-    typed = pd.DataFrame(np.where(values == "", "NONE", values), index=cells.index, columns=others, dtype=object)
-    for col, (floats, _) in numbers.items():  # in file order, so each lands at its file position
-        typed.insert(cells.columns.get_loc(col), col, floats)
-    return typed
-
-
-def drop_problems(text: DropText) -> list[DropError]:
-    """Every problem of a drop's cells in file order: missing required columns, then per line and column an empty
-    Dataset, an L1/L3 Dataset without a program number, a non-numeric number, an ImageSize that is not positive
-    (the first bad cell of each rule, counting the others)."""
-    return _problems(text, _parse_numbers(text.cells))
 
 
 def drop_oddities(text: DropText) -> list[DropOddity]:
@@ -403,14 +390,19 @@ def drop_oddities(text: DropText) -> list[DropOddity]:
 
 def type_drop(text: DropText) -> pd.DataFrame:
     """Typed drop: numeric columns float64 ("" / NONE -> NaN); other columns Python str, "" -> "NONE" (D6)."""
-    return _typed(text.cells, _parse_numbers(text.cells))
+    cells, numbers = text.cells, text.numbers
+    others = [col for col in cells.columns if col not in numbers]
+    values = cells[others].to_numpy(dtype=object)
+    typed = pd.DataFrame(np.where(values == "", "NONE", values), index=cells.index, columns=others, dtype=object)
+    for col, (floats, _) in numbers.items():  # in file order, so each lands at its file position
+        typed.insert(cells.columns.get_loc(col), col, floats)
+    return typed
 
 
 def read_drop(path: Path) -> pd.DataFrame:
     """Read, check and type one drop file; the first problem found raises DropError."""
     text = read_drop_text(path)
-    numbers = _parse_numbers(text.cells)
-    problems = _problems(text, numbers)
+    problems = drop_problems(text)
     if problems:
         raise problems[0]
-    return _typed(text.cells, numbers)
+    return type_drop(text)
