@@ -96,6 +96,14 @@ def test_save_l1_takes_no_value(tmp_path: Path):
     assert "unrecognized arguments: False" in proc.stderr
 
 
+def test_the_command_imports_no_dagster():
+    """Its start-up cost is pandas, numpy and duckdb: the Dagster assets and the plotting stack stay out."""
+    heavy = "{m.split('.')[0] for m in sys.modules} & {'dagster', 'astropy', 'matplotlib'}"
+    proc = subprocess.run([sys.executable, "-c", f"import sys, ingest_assets.jwst_cal_cli; print(sorted({heavy}))"],
+                          capture_output=True, text=True, timeout=600, check=True)
+    assert proc.stdout == "[]\n"
+
+
 KILLER = textwrap.dedent("""
     import os, signal, sys
     from ingest_assets.jwst_cal import store
