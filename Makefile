@@ -29,7 +29,7 @@ run: install
 	$(BIN)/hst-svm-ingest -i data/hst_svm/inbox -o data/hst_svm/out --allow-unresolved-targets
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 # The Dagster UI (webserver + daemon) on the sample data; the partitions span the sample days, so the backfill
 # dialog offers them all. Writers of the output database run one at a time (deploy/dagster.yaml).
