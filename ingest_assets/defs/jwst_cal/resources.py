@@ -4,29 +4,18 @@
 
 from pathlib import Path
 
-import dagster as dg
-
+from ingest_assets.defs.folders import IngestFolders
 from ingest_assets.jwst_cal.day import DayOutcome
 from ingest_assets.jwst_cal.drops import DropError, drop_file_name
 from ingest_assets.jwst_cal.pipeline import DropRead, commit_days, open_store, read_day, stage_scrubbed
 from ingest_assets.jwst_cal.store import DEFAULT_LOCK_TIMEOUT
 
 
-class JwstCalStore(dg.ConfigurableResource):
+class JwstCalStore(IngestFolders):
     """The inbox where daily drops arrive and the output folder (jwst-cal.duckdb and its CSV exports)."""
 
-    inbox_dir: str
-    output_dir: str
     save_l1: bool = False
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
-
-    @property
-    def inbox(self) -> Path:
-        return Path(self.inbox_dir)
-
-    @property
-    def output(self) -> Path:
-        return Path(self.output_dir)
 
     def drop_path(self, day: str) -> Path:
         return self.inbox / drop_file_name(day)
