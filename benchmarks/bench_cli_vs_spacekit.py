@@ -10,9 +10,9 @@ imports our CLI module, and writes them to benchmarks/results/cli-vs-spacekit.js
 
 spacekit runs from its own virtual environment, outside the project; without one only ours is measured.
 To create its environment (spacekit 1.1.4 needs pandas 2; these are the versions measured):
-    python3 -m venv /work/spacekit-venv
-    /work/spacekit-venv/bin/pip install spacekit==1.1.4 pandas==2.2.3 numpy==1.26.4 astropy==6.1.7 tensorflow==2.16.2
-then pass --spacekit-python /work/spacekit-venv/bin/python or set SPACEKIT_PYTHON.
+    python3 -m venv ../spacekit-venv
+    ../spacekit-venv/bin/pip install spacekit==1.1.4 pandas==2.2.3 numpy==1.26.4 astropy==6.1.7 tensorflow==2.16.2
+then pass --spacekit-python ../spacekit-venv/bin/python or set SPACEKIT_PYTHON.
 
 Usage: python benchmarks/bench_cli_vs_spacekit.py [--repeat 5] [--spacekit-repeat 3] [--spacekit-python PATH]
 """
