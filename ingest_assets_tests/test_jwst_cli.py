@@ -104,26 +104,32 @@ def test_the_command_imports_no_dagster():
     assert proc.stdout == "[]\n"
 
 
-KILLER = textwrap.dedent("""
+SIGNALLED = textwrap.dedent("""
     import os, signal, sys
     from ingest_assets.jwst_cal import store
-    where = sys.argv[1]
+    where, signum = sys.argv[1], getattr(signal, sys.argv[2])
     if where == "before-commit":
         original = store.IngestStore.write_day
         def write_day(self, *a, **k):
             original(self, *a, **k)
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), signum)
         store.IngestStore.write_day = write_day
     else:
         real_replace = os.replace
         def replace(src, dst):
             real_replace(src, dst)
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), signum)
         store.os.replace = replace
     from ingest_assets.jwst_cal_cli import main
-    main(sys.argv[2:])
+    sys.exit(main(sys.argv[3:]))
 """)
 
+
+def signalled(where: str, signal_name: str, *args: str | Path, **run) -> subprocess.CompletedProcess:
+    """The CLI with `args`, sent `signal_name` by itself right after the day's write (before-commit) or after the
+    export's first file (during-export)."""
+    return subprocess.run([sys.executable, "-c", SIGNALLED, where, signal_name, *map(str, args)],
+                          capture_output=True, text=True, timeout=600, **run)
 
 @pytest.mark.parametrize("where", ["before-commit", "during-export"])
 def test_a_killed_day_leaves_the_outputs_whole_and_can_be_rerun(inbox: Path, tmp_path: Path, where: str):
@@ -131,8 +137,7 @@ def test_a_killed_day_leaves_the_outputs_whole_and_can_be_rerun(inbox: Path, tmp
     cli("-i", inbox, "-o", out, "-p", "2025-06-01")
     cli("-i", inbox, "-o", clean, "-p", "2025-06-0[12]")
     before = snapshot(out)
-    killed = subprocess.run([sys.executable, "-c", KILLER, where, "-i", str(inbox), "-o", str(out), "-p", "2025-06-02"],
-                            capture_output=True, text=True, timeout=600)
+    killed = signalled(where, "SIGKILL", "-i", inbox, "-o", out, "-p", "2025-06-02")
     assert killed.returncode == -9
     if where == "before-commit":
         assert snapshot(out) == before
@@ -173,41 +178,18 @@ def test_definitions_validate_from_the_workspace():
 
 
 # --- faults of the environment: one true line, an exit status, nothing lost -------------------------------------------
-SIGNAL_AT = textwrap.dedent("""
-    import os, signal, sys
-    from ingest_assets.jwst_cal import store
-    where = sys.argv[1]
-    if where == "before-commit":
-        original = store.IngestStore.write_day
-        def write_day(self, *a, **k):
-            original(self, *a, **k)
-            os.kill(os.getpid(), signal.SIGTERM)
-        store.IngestStore.write_day = write_day
-    else:
-        real_replace = os.replace
-        def replace(src, dst):
-            real_replace(src, dst)
-            os.kill(os.getpid(), signal.SIGTERM)
-        store.os.replace = replace
-    from ingest_assets.jwst_cal_cli import main
-    sys.exit(main(sys.argv[2:]))
-""")
-
-
 def test_a_terminated_day_says_whether_it_was_committed(inbox: Path, tmp_path: Path):
     out, clean = tmp_path / "out", tmp_path / "clean"
     cli("-i", inbox, "-o", out, "-p", "2025-06-01")
     cli("-i", inbox, "-o", clean, "-p", "2025-06-0[12]")
     before = snapshot(out)
     args = ["-i", str(inbox), "-o", str(out), "-p", "2025-06-0[23]"]
-    early = subprocess.run([sys.executable, "-c", SIGNAL_AT, "before-commit", *args], capture_output=True, text=True,
-                           timeout=600)
+    early = signalled("before-commit", "SIGTERM", *args)
     assert early.returncode == 143, early.stderr
     assert early.stderr == "jwst-cal-ingest: 2025-06-02_153.csv: not ingested: interrupted by SIGTERM\n"
     assert snapshot(out) == before
 
-    late = subprocess.run([sys.executable, "-c", SIGNAL_AT, "during-export", *args], capture_output=True, text=True,
-                          timeout=600)
+    late = signalled("during-export", "SIGTERM", *args)
     assert late.returncode == 4, late.stderr
     assert late.stderr.startswith("jwst-cal-ingest: 2025-06-02_153.csv: the day is committed to ")
     assert "(interrupted by SIGTERM); the export is completed the next time" in late.stderr
@@ -332,9 +314,8 @@ def test_a_prefix_with_a_trailing_star_selects_by_name(inbox: Path, tmp_path: Pa
 def test_a_killed_run_leaves_nothing_in_the_temp_folder(inbox: Path, tmp_path: Path):
     temp = tmp_path / "tmp"
     temp.mkdir()
-    killed = subprocess.run([sys.executable, "-c", KILLER, "before-commit", "-i", str(inbox), "-o", str(tmp_path / "out"),
-                             "-p", "2025-06-01"], capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "TMPDIR": str(temp)})
+    killed = signalled("before-commit", "SIGKILL", "-i", inbox, "-o", tmp_path / "out", "-p", "2025-06-01",
+                       env={**os.environ, "TMPDIR": str(temp)})
     assert killed.returncode == -9
     assert list(temp.iterdir()) == []
 
