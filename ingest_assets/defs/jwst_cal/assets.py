@@ -118,7 +118,8 @@ def jwst_ingest_days(context: dg.AssetExecutionContext, jwst_cal_store: JwstCalS
     if context.selected_asset_keys & set(TABLES):
         with _failing_cleanly():
             outcomes = jwst_cal_store.commit([result.day for result in reads if not result.problems])
-        schemas = {key: _column_schema(jwst_cal_store.columns(table)) for key, table in EXPORTED_AS.items()}
+        columns = jwst_cal_store.columns(list(EXPORTED_AS.values()))
+        schemas = {key: _column_schema(columns[table]) for key, table in EXPORTED_AS.items()}
         for outcome in outcomes:
             yield from _table_events(context, outcome, schemas)
         unmatched = [outcome.day for outcome in outcomes if outcome.report.l3_unmatched]

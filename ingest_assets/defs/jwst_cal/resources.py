@@ -34,7 +34,7 @@ class JwstCalStore(IngestFolders):
         """Commit the staged days in date order; the outcomes of every day written, replayed later days included."""
         return commit_days(days, self.output, save_l1=self.save_l1, lock_timeout=self.lock_timeout)
 
-    def columns(self, table: str) -> tuple[tuple[str, str], ...]:
-        """A stored table's columns (name, type), as exported."""
+    def columns(self, tables: list[str]) -> dict[str, tuple[tuple[str, str], ...]]:
+        """The stored tables' columns (name, type), as exported."""
         with open_store(self.output, lock_timeout=self.lock_timeout, export=False) as store:
-            return store.columns(table)
+            return {table: store.columns(table) for table in tables}
