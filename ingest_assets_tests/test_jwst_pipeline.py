@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ingest_assets.jwst_cal.day import STATE_TABLES, DayReport
-from ingest_assets.jwst_cal.pipeline import commit_days, ingest_drop, scrub_file, stage_scrubbed
+from ingest_assets.jwst_cal.pipeline import commit_staged, ingest_drop, open_store, scrub_file, stage
 from ingest_assets.jwst_cal.store import MARKER_NAME, IngestStore
 
 from .golden import golden_days
@@ -89,6 +89,12 @@ def test_a_day_reads_only_the_rows_it_can_change(tmp_path: Path, monkeypatch):
     assert_whole_exports(out, "the last day")
 
 
+def commit_days(days: list[str], out: Path, *, save_l1: bool = False) -> list:
+    """Commit staged days in one visit of the store; the outcomes it yielded."""
+    with open_store(out) as store:
+        return list(commit_staged(store, days, save_l1=save_l1))
+
+
 def assert_whole_exports(out: Path, when: str) -> None:
     """Every exported file equals its table exported whole."""
     with IngestStore(out) as store:
@@ -114,8 +120,9 @@ def test_staged_days_commit_later_in_date_order_with_their_recorded_save_l1(tmp_
     days, out, per_day = golden_days("small-s2"), tmp_path / "out", tmp_path / "per-day"
     for day in days:
         ingest_drop(day.drop, per_day, save_l1=day.date != days[1].date)
-    for day in reversed(days):  # staged out of order, as parallel Dagster runs may
-        stage_scrubbed(scrub_file(day.drop), out)
+    with open_store(out) as store:
+        for day in reversed(days):  # staged out of order
+            stage(store, scrub_file(day.drop))
     assert not csv_files(out)
 
     assert [o.day for o in commit_days([days[0].date], out, save_l1=True)] == [days[0].date]
@@ -128,6 +135,22 @@ def test_staged_days_commit_later_in_date_order_with_their_recorded_save_l1(tmp_
     with IngestStore(out) as store:
         assert [DayReport.from_dict(store.report(d.date)) for d in days] == [o.report for o in replayed]
         assert [store.report(d.date)["save_l1"] for d in days] == [d.date != days[1].date for d in days]
+
+
+def test_each_committed_day_is_exported_before_the_next_is_ingested(tmp_path: Path):
+    days, out, per_day = golden_days("small-s2"), tmp_path / "out", tmp_path / "per-day"
+    after = []
+    for day in days:
+        ingest_drop(day.drop, per_day, save_l1=True)
+        after.append(csv_files(per_day))
+    with open_store(out) as store:
+        for day in days:
+            stage(store, scrub_file(day.drop))
+        commits = commit_staged(store, [day.date for day in days], save_l1=True)
+        for i, outcome in enumerate(commits):
+            assert outcome.day == days[i].date
+            assert store.days() == [day.date for day in days[:i + 1]]
+            assert csv_files(out) == after[i], f"the outputs as the day {outcome.day} is yielded"
 
 
 def test_committing_a_day_that_is_not_staged_changes_nothing(tmp_path: Path):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -86,29 +86,6 @@ def open_store(output_dir: Path, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT, 
     return IngestStore(output_dir, lock_timeout=lock_timeout, export=export)
 
 
-def stage_scrubbed(scrubbed: ScrubbedDrop, output_dir: Path, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
-    """Store (replace) a day's scrubbed rows in OUTPUT_DIR's staging area, for `commit_days` to ingest.
-
-    Staging is its own transaction, is never exported and is not undone when days are rolled back: a replay of the
-    day reads these rows.
-    """
-    with open_store(output_dir, lock_timeout=lock_timeout) as store:
-        _stage(store, scrubbed)
-
-
-def commit_days(days: list[str], output_dir: Path, *, save_l1: bool = False,
-                lock_timeout: float = DEFAULT_LOCK_TIMEOUT, export: bool = True) -> list[DayOutcome]:
-    """Ingest staged days in date order, each in its own transaction followed by its export (D8).
-
-    A day not after the last ingested one replaces that day's contribution (D14): the days from it on are rolled back
-    and ingested again from their staged rows, later ones with the `save_l1` they were ingested with, all in one
-    transaction, so the outputs always equal a run of every day in date order. Returns the outcome of every day
-    written, requested or replayed, in date order. `export=False` leaves the CSV files to a later export.
-    """
-    with open_store(output_dir, lock_timeout=lock_timeout, export=export) as store:
-        return _commit(store, days, save_l1)
-
-
 def ingest_scrubbed(scrubbed: ScrubbedDrop, output_dir: Path, *, save_l1: bool = False,
                     lock_timeout: float = DEFAULT_LOCK_TIMEOUT, export: bool = True) -> DayOutcome:
     """Stage and commit one scrubbed day in one visit of the store (the spacekit-equivalent of one run on one day).
@@ -117,8 +94,8 @@ def ingest_scrubbed(scrubbed: ScrubbedDrop, output_dir: Path, *, save_l1: bool =
     """
     try:
         with open_store(output_dir, lock_timeout=lock_timeout, export=export) as store:
-            _stage(store, scrubbed)
-            outcomes = _commit(store, [scrubbed.day], save_l1)
+            stage(store, scrubbed)
+            outcomes = list(commit_staged(store, [scrubbed.day], save_l1=save_l1))
     except IngestError as err:
         raise DropError(Path(scrubbed.file), None, None, str(err)) from err
     return next(outcome for outcome in outcomes if outcome.day == scrubbed.day)
@@ -160,38 +137,52 @@ def rebuild_store(drops: Iterable[Path], output_dir: Path, *, save_l1: bool = Fa
             "this output folder is ingested into") from err
 
 
-def _stage(store: IngestStore, scrubbed: ScrubbedDrop) -> None:
+def stage(store: IngestStore, scrubbed: ScrubbedDrop) -> None:
+    """Store (replace) a day's scrubbed rows in the store's staging area, for `commit_staged` to ingest.
+
+    Staging is its own transaction, is never exported and is not undone when days are rolled back: a replay of the
+    day reads these rows.
+    """
     meta = {"file": scrubbed.file, "rows_read": scrubbed.rows_read, "mrs_ch24_dropped": scrubbed.mrs_ch24_dropped}
     store.stage(scrubbed.day, {STAGED_SCIENCE: scrubbed.science, STAGED_MOSAICS: scrubbed.mosaics}, meta)
 
 
-def _staged_drop(store: IngestStore, day: str) -> ScrubbedDrop:
-    staged = store.staged(day)
-    if staged is None:
-        raise ValueError(f"{day} is not staged in {store.output_dir}: stage its scrubbed rows first")
-    meta, frames = staged
-    return ScrubbedDrop(day=day, file=meta["file"], rows_read=meta["rows_read"], science=frames[STAGED_SCIENCE],
-                        mosaics=frames[STAGED_MOSAICS], mrs_ch24_dropped=meta["mrs_ch24_dropped"])
+def commit_staged(store: IngestStore, days: list[str], *, save_l1: bool = False) -> Iterator[DayOutcome]:
+    """Ingest staged days in date order, each in its own transaction followed by its export (D8); yields each day's
+    outcome once it is committed and exported.
 
-
-def _commit(store: IngestStore, days: list[str], save_l1: bool) -> list[DayOutcome]:
-    """Ingest the staged `days` (see `commit_days`)."""
+    A day not after the last ingested one replaces that day's contribution (D14): the days from it on are rolled back
+    and ingested again from their staged rows, later ones with the `save_l1` they were ingested with, all in one
+    transaction, so the outputs always equal a run of every day in date order. Yields the outcome of every day
+    written, requested or replayed, in date order.
+    """
     requested = sorted(set(days))
-    drops = {day: _staged_drop(store, day) for day in requested}
+    if unstaged := sorted(set(requested) - set(store.staged_days())):
+        raise ValueError(f"{_named(unstaged)} not staged in {store.output_dir}: stage their scrubbed rows first")
     replayed = [day for day in store.days() if requested and day >= requested[0]]
     flags = {day: DayReport.from_dict(store.report(day)).save_l1 for day in replayed}
     flags |= dict.fromkeys(requested, save_l1)
-    outcomes = []
     if replayed:
         again = sorted(set(replayed) | {day for day in requested if day <= replayed[-1]})
         with store.transaction():
             store.rollback_from(again[0])
-            outcomes = [_ingest_one(store, drops.get(day) or _staged_drop(store, day), flags[day]) for day in again]
+            outcomes = [_ingest_one(store, _staged_drop(store, day), flags[day]) for day in again]
+        yield from outcomes
     for day in requested:
         if not replayed or day > replayed[-1]:
             with store.transaction():
-                outcomes.append(_ingest_one(store, drops[day], save_l1))
-    return outcomes
+                outcome = _ingest_one(store, _staged_drop(store, day), save_l1)
+            yield outcome
+
+
+def _named(days: list[str]) -> str:
+    return ", ".join(days[:3]) + (" ..." if len(days) > 3 else "") + (" is" if len(days) == 1 else " are")
+
+
+def _staged_drop(store: IngestStore, day: str) -> ScrubbedDrop:
+    meta, frames = store.staged(day)
+    return ScrubbedDrop(day=day, file=meta["file"], rows_read=meta["rows_read"], science=frames[STAGED_SCIENCE],
+                        mosaics=frames[STAGED_MOSAICS], mrs_ch24_dropped=meta["mrs_ch24_dropped"])
 
 
 def _ingest_one(store: IngestStore, scrubbed: ScrubbedDrop, save_l1: bool) -> DayOutcome:

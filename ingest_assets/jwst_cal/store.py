@@ -41,6 +41,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from .csv_lines import FormattedLines, csv_lines, header_line
+
 DB_NAME = "jwst-cal.duckdb"
 MARKER_NAME = ".jwst-cal-export"
 LOCK_NAME = ".jwst-cal.lock"
@@ -61,6 +63,9 @@ SCAN_TYPES = {
     "DOUBLE": DOUBLE, "FLOAT": DOUBLE, "BIGINT": BIGINT, "INTEGER": BIGINT, "SMALLINT": BIGINT, "TINYINT": BIGINT,
     "UINTEGER": BIGINT, "USMALLINT": BIGINT, "UTINYINT": BIGINT, "BOOLEAN": BOOLEAN, "VARCHAR": VARCHAR, '"NULL"': None,
 }
+# Stored type of numpy columns, as DuckDB scans them (SCAN_TYPES) without looking at their values.
+NUMPY_TYPES = {"float64": DOUBLE, "float32": DOUBLE, "bool": BOOLEAN} | dict.fromkeys(
+    ("int64", "int32", "int16", "int8", "uint32", "uint16", "uint8"), BIGINT)
 META_DDL = (
     "CREATE TABLE IF NOT EXISTS schemas (tbl VARCHAR, day VARCHAR, kind VARCHAR, columns VARCHAR, float_ints VARCHAR)",
     "CREATE TABLE IF NOT EXISTS ledger (day VARCHAR, report VARCHAR)",
@@ -308,25 +313,6 @@ def to_pandas(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
     return pd.DataFrame(columns, columns=schema.names, copy=False).reset_index(drop=True)
 
 
-def header_line(schema: TableSchema) -> str:
-    """A table's CSV header, as `to_csv` writes it."""
-    return pd.DataFrame(columns=schema.names).to_csv(index=False)
-
-
-def csv_lines(rows: pd.DataFrame, schema: TableSchema) -> str:
-    """Rows (read back) as `to_csv` writes them inside their whole table: BIGINT columns with missing values
-    anywhere in the table are floats."""
-    return rows.astype(dict.fromkeys(schema.float_ints, np.float64)).to_csv(index=False, header=False)
-
-
-def line_lengths(text: str) -> np.ndarray:
-    """Bytes of each CSV record of `text`, its line break included (a line break inside quotes is part of a field)."""
-    data = np.frombuffer(text.encode(), dtype=np.uint8)
-    quoted = np.cumsum(data == ord('"')) % 2 == 1
-    ends = np.flatnonzero((data == ord("\n")) & ~quoted)
-    return np.diff(ends, prepend=-1)
-
-
 def json_default(value):
     """numpy values in reports."""
     if isinstance(value, np.generic):
@@ -440,6 +426,8 @@ class IngestStore:
         self._con = None
         self._in_transaction = False
         self._generation = 0  # of the commit a transaction prepares
+        self._schemas: dict[str, TableSchema] | None = None  # each table's latest schema, read once
+        self._lines = FormattedLines()  # by the open transaction, for its export
         try:
             db_path = self.output_dir / DB_NAME
             if not db_path.exists() and (self.output_dir / MARKER_NAME).exists():
@@ -565,6 +553,10 @@ class IngestStore:
                 OR (o IS NULL AND EXISTS (SELECT 1 FROM recent WHERE o IS NOT NULL))
                 OR (u IS NULL AND EXISTS (SELECT 1 FROM recent WHERE u IS NULL))""", [since, since])[0][0]
 
+    def staged_days(self) -> list[str]:
+        """The days whose input rows are staged, ascending."""
+        return [row[0] for row in self._sql("SELECT day FROM staged ORDER BY day")]
+
     def staged(self, day: str) -> tuple[dict, dict[str, pd.DataFrame]] | None:
         """A staged day: its description and its tables, each with the columns and types it was staged with."""
         rows = self._sql("SELECT meta, columns FROM staged WHERE day = ?", [day])
@@ -597,15 +589,16 @@ class IngestStore:
                 self._sql("DELETE FROM pending WHERE gen <= ?", [exported])
             yield
             self._sql("UPDATE generation SET value = ?", [self._generation])
-        if not self._exports:
-            return
         try:
-            self._export()
+            if self._exports:
+                self._export()
         except BaseException as err:
             raise ExportIncompleteError(
                 f"the day is committed to {self.output_dir / DB_NAME}, but exporting its CSV files failed "
                 f"({first_line(err)}); the export is completed the next time this output folder is ingested into"
             ) from err
+        finally:
+            self._lines.clear()
 
     def stage(self, day: str, frames: Mapping[str, pd.DataFrame], meta: Mapping) -> None:
         """Store a day's input rows (tables named `_...`) and its description, replacing any staged before, in a
@@ -631,6 +624,7 @@ class IngestStore:
         """Forget every contribution of the days >= `day` (rows, removals, schema changes, ledger entries)."""
         self._require_transaction()
         check_day(day)
+        self._lines.clear()
         for table in self._tables():
             ref = table_ref(table)
             first = self._sql(f"SELECT min(_pos) FROM {ref} WHERE _added >= ? OR _removed >= ?", [day, day])[0][0]
@@ -640,6 +634,7 @@ class IngestStore:
             self._sql(f"UPDATE {ref} SET _removed = NULL WHERE _removed >= ?", [day])
         changed = self._sql("SELECT DISTINCT tbl FROM schemas WHERE day >= ? AND kind <> 'staged'", [day])
         self._sql("DELETE FROM schemas WHERE day >= ? AND kind <> 'staged'", [day])
+        self._schemas = None
         for (table,) in changed:
             self._restore_table(table)
         self._sql("DELETE FROM ledger WHERE day >= ?", [day])
@@ -709,22 +704,29 @@ class IngestStore:
 
     # --- schema -------------------------------------------------------------------------------------------------------
     def _schema(self, table: str) -> TableSchema | None:
-        rows = self._sql("SELECT kind, columns, float_ints FROM schemas WHERE tbl = ? ORDER BY day DESC LIMIT 1",
-                         [table])
-        if not rows:
-            return None
-        kind, columns, float_ints = rows[0]
-        return TableSchema(kind, tuple(tuple(c) for c in json.loads(columns)), tuple(json.loads(float_ints)))
+        """The table's latest recorded schema (None: no such table)."""
+        return self._latest_schemas().get(table)
+
+    def _latest_schemas(self) -> dict[str, TableSchema]:
+        """Every table's latest schema, read from the database once and kept up to date by the writes."""
+        if self._schemas is None:
+            rows = self._sql("SELECT tbl, kind, columns, float_ints FROM schemas "
+                             "QUALIFY row_number() OVER (PARTITION BY tbl ORDER BY day DESC) = 1")
+            self._schemas = {
+                table: TableSchema(kind, tuple(tuple(c) for c in json.loads(columns)), tuple(json.loads(float_ints)))
+                for table, kind, columns, float_ints in rows}
+        return self._schemas
 
     def _tables(self) -> list[str]:
         """The day-versioned tables (staged ones aside)."""
-        return [row[0] for row in self._sql("SELECT DISTINCT tbl FROM schemas WHERE kind <> 'staged' ORDER BY tbl")]
+        return sorted(table for table, schema in self._latest_schemas().items() if schema.kind != "staged")
 
     def _record_schema(self, table: str, day: str, schema: TableSchema) -> None:
         """The table's schema from `day` on (a staged table keeps one schema, whatever the day)."""
         self._sql("DELETE FROM schemas WHERE tbl = ? AND (day = ? OR kind = 'staged')", [table, day])
         self._sql("INSERT INTO schemas VALUES (?, ?, ?, ?, ?)",
                   [table, day, schema.kind, json.dumps(schema.columns), json.dumps(schema.float_ints)])
+        self._latest_schemas()[table] = schema
 
     def _evolve_schema(self, table: str, kind: str, frame: pd.DataFrame, types: Mapping[str, str | None],
                        day: str) -> TableSchema | None:
@@ -815,13 +817,14 @@ class IngestStore:
 
     def _frame_types(self, frame: pd.DataFrame) -> dict[str, str | None]:
         """Stored type of each incoming column, as DuckDB scans it (float, int, bool, text; None: all missing)."""
-        if not len(frame.columns):
-            return {}
-        scanned = self._query_frame(frame, "DESCRIBE incoming")["column_type"]
-        unsupported = [f"{n}: {t}" for n, t in zip(frame.columns, scanned) if t not in SCAN_TYPES]
-        if unsupported:
-            raise TypeError(f"unsupported column types {unsupported} (float, int, bool and text only)")
-        return {name: SCAN_TYPES[t] for name, t in zip(frame.columns, scanned)}
+        types = {name: NUMPY_TYPES.get(str(dtype)) for name, dtype in frame.dtypes.items()}
+        scan = [name for name, typ in types.items() if typ is None]  # text, objects: as DuckDB sees their values
+        if scan:
+            scanned = self._query_frame(frame[scan], "DESCRIBE incoming")["column_type"]
+            if unsupported := [f"{n}: {t}" for n, t in zip(scan, scanned) if t not in SCAN_TYPES]:
+                raise TypeError(f"unsupported column types {unsupported} (float, int, bool and text only)")
+            types |= {name: SCAN_TYPES[t] for name, t in zip(scan, scanned)}
+        return types
 
     @staticmethod
     def _select_list(schema: TableSchema, types: Mapping[str, str | None]) -> list[str]:
@@ -891,6 +894,7 @@ class IngestStore:
                 diff = RowDiff(np.arange(len(new_h)), base + 1.0 + np.arange(len(new_h), dtype=np.float64),
                                stored_pos)
         if len(diff.gone_pos):
+            self._lines.remove(table, diff.gone_pos)
             self._query_frame(pd.DataFrame({"_pos": diff.gone_pos}),
                               f"UPDATE {ref} AS t SET _removed = ? FROM incoming "
                               "WHERE t._removed IS NULL AND t._pos = incoming._pos", [day])
@@ -932,20 +936,35 @@ class IngestStore:
         return {column for column, count in zip(columns, counts) if count}
 
     def _clear_lengths(self, table: str) -> None:
+        self._lines.forget(table)
         self._sql(f"UPDATE {table_ref(table)} SET _len = NULL WHERE _removed IS NULL")
 
     def _fill_lengths(self, table: str, schema: TableSchema) -> None:
-        """The line length of each live row that has none, as the export writes the line."""
+        """The line length of each live row that has none, as the export writes the line (kept for the export)."""
         rows, positions = self._select(table, schema, "_removed IS NULL AND _len IS NULL")
         if not len(rows):
             return
-        lengths = pd.DataFrame({"_pos": positions, "_len": line_lengths(csv_lines(rows, schema))})
+        text = csv_lines(rows, schema.float_ints).encode()
+        lengths = pd.DataFrame({"_pos": positions, "_len": self._lines.add(table, positions, text)})
         self._query_frame(lengths, f"UPDATE {table_ref(table)} AS t SET _len = incoming._len FROM incoming "
                                    "WHERE t._removed IS NULL AND t._pos = incoming._pos")
 
     def _pending(self, table: str, start: float | None, *, appended: bool = False, whole: bool = False) -> None:
         """Note for the export what this commit changes in a table: from position `start` on, or all of it."""
+        if whole:
+            self._lines.forget(table)  # its file is written whole, from the database
         self._sql("INSERT INTO pending VALUES (?, ?, ?, ?, ?)", [self._generation, table, start, appended, whole])
+
+    def _lines_from(self, table: str, schema: TableSchema, start: float) -> bytes:
+        """The CSV lines of the live rows from position `start` on: those the commit formatted, and the others."""
+        positions = self._con.execute(f"SELECT _pos FROM {table_ref(table)} WHERE _removed IS NULL AND _pos >= ? "
+                                      "ORDER BY _pos", [start]).fetchnumpy()["_pos"]
+        unknown = self._lines.unknown(table, positions)
+        if len(unknown):
+            rows, unknown = self._select(table, schema, "_removed IS NULL AND _pos IN (SELECT unnest(?::DOUBLE[]))",
+                                         [unknown.tolist()])
+            self._lines.add(table, unknown, csv_lines(rows, schema.float_ints).encode())
+        return self._lines.text(table, positions)
 
     # --- transactions and export --------------------------------------------------------------------------------------
     def _require_transaction(self) -> None:
@@ -953,6 +972,8 @@ class IngestStore:
             raise RuntimeError("writes need an open transaction: use `with store.transaction():`")
 
     def _rollback(self) -> None:
+        self._schemas = None  # read again: the transaction may have recorded some
+        self._lines.clear()
         try:
             self._sql("ROLLBACK")
         except duckdb.TransactionException:  # a failed COMMIT already ended the transaction
@@ -1006,7 +1027,7 @@ class IngestStore:
                       change: Change | None) -> int:
         """Bring a state or log table's file up to date: cut it back to where the change starts and append the rows
         from there on; written whole when it is new, its layout changed or it is not as exported. Its new length."""
-        header = header_line(schema).encode()
+        header = header_line(schema.names).encode()
         if length is not None and change is None and file_matches(path, header, length, exact=True):
             return length
         if length is not None and change is not None and not change.whole:
@@ -1014,7 +1035,6 @@ class IngestStore:
                 f"SELECT coalesce(sum(_len), 0) FROM {table_ref(table)} WHERE _removed IS NULL AND _pos < ?",
                 [change.start])[0][0]
             if file_matches(path, header, offset):
-                rows = self._rows(table, schema, "_removed IS NULL AND _pos >= ?", [change.start])
-                return rewrite_from(path, offset, csv_lines(rows, schema).encode())
+                return rewrite_from(path, offset, self._lines_from(table, schema, change.start))
         write_atomic(path, partial(self.current(table).to_csv, index=False))
         return path.stat().st_size

@@ -22,7 +22,7 @@ from ingest_assets.defs.jwst_cal.partitions import PREVIOUS_DAY, daily_partition
 from ingest_assets.defs.jwst_cal.resources import JwstCalStore
 from ingest_assets.jwst_cal.day import DayOutcome
 from ingest_assets.jwst_cal.features import IngestError
-from ingest_assets.jwst_cal.pipeline import DropRead
+from ingest_assets.jwst_cal.pipeline import DropRead, commit_staged, stage
 from ingest_assets.jwst_cal.store import ExportIncompleteError, StoreError
 
 GROUP = "jwst_cal"
@@ -101,28 +101,29 @@ def _named(items: list[str]) -> str:
     ],
 )
 def jwst_ingest_days(context: dg.AssetExecutionContext, jwst_cal_store: JwstCalStore) -> Iterator:
-    """Stage every day of the range, then commit the staged days in date order (a late day replays the later ones,
-    which are recorded as materializations of their own days). Fails at the end, after ingesting what it could,
-    when a day's drop was bad or an L3 product stayed unmatched."""
+    """Stage every day of the range, then commit the staged days in date order, recording each day's tables as it
+    is committed (a late day replays the later ones, which are recorded as materializations of their own days). The
+    output database is held for the whole step. Fails at the end, after ingesting what it could, when a day's drop
+    was bad or an L3 product stayed unmatched."""
     days = list(context.partition_keys)
-    reads = []
-    for day in days:
-        start = time.perf_counter()
-        with _failing_cleanly():
-            reads.append(jwst_cal_store.stage(day))
-        yield from _stage_events(context, reads[-1], time.perf_counter() - start)
-    bad = [result for result in reads if result.problems]
-    if len(bad) == len(days) == 1:
-        raise dg.Failure(description=f"not ingested: {bad[0].problems[0]}")
-    unmatched = []
-    if context.selected_asset_keys & set(TABLES):
-        with _failing_cleanly():
-            outcomes = jwst_cal_store.commit([result.day for result in reads if not result.problems])
-        columns = jwst_cal_store.columns(list(EXPORTED_AS.values()))
-        schemas = {key: _column_schema(columns[table]) for key, table in EXPORTED_AS.items()}
-        for outcome in outcomes:
-            yield from _table_events(context, outcome, schemas)
-        unmatched = [outcome.day for outcome in outcomes if outcome.report.l3_unmatched]
+    reads, unmatched = [], []
+    with _failing_cleanly(), jwst_cal_store.open() as store:
+        for day in days:
+            start = time.perf_counter()
+            reads.append(jwst_cal_store.read(day))
+            if reads[-1].scrubbed is not None:
+                stage(store, reads[-1].scrubbed)
+            yield from _stage_events(context, reads[-1], time.perf_counter() - start)
+        bad = [result for result in reads if result.problems]
+        if len(bad) == len(days) == 1:
+            raise dg.Failure(description=f"not ingested: {bad[0].problems[0]}")
+        if context.selected_asset_keys & set(TABLES):
+            good = [result.day for result in reads if not result.problems]
+            for outcome in commit_staged(store, good, save_l1=jwst_cal_store.save_l1):
+                schemas = {key: _column_schema(store.columns(table)) for key, table in EXPORTED_AS.items()}
+                yield from _table_events(context, outcome, schemas)
+                if outcome.report.l3_unmatched:
+                    unmatched.append(outcome.day)
     if bad:
         raise dg.Failure(
             description=f"{len(bad)} of {len(days)} days not ingested, their drop failed drop_is_valid: "

@@ -2,13 +2,14 @@
 
 # No `from __future__ import annotations`: Dagster reads resource field annotations at class creation.
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ingest_assets.defs.folders import IngestFolders
-from ingest_assets.jwst_cal.day import DayOutcome
 from ingest_assets.jwst_cal.drops import DropError, drop_file_name
-from ingest_assets.jwst_cal.pipeline import DropRead, commit_days, open_store, read_day, stage_scrubbed
-from ingest_assets.jwst_cal.store import DEFAULT_LOCK_TIMEOUT
+from ingest_assets.jwst_cal.pipeline import DropRead, open_store, read_day
+from ingest_assets.jwst_cal.store import DEFAULT_LOCK_TIMEOUT, IngestStore
 
 
 class JwstCalStore(IngestFolders):
@@ -20,21 +21,15 @@ class JwstCalStore(IngestFolders):
     def drop_path(self, day: str) -> Path:
         return self.inbox / drop_file_name(day)
 
-    def stage(self, day: str) -> DropRead:
-        """Read and check the day's drop once; when it is valid, store its scrubbed rows for the commit."""
+    def read(self, day: str) -> DropRead:
+        """Read and check the day's drop once (scrubbed when it is valid)."""
         path = self.drop_path(day)
         if not path.is_file():
             return DropRead(path, [DropError(path, None, None, f"no such drop in {self.inbox}")])
-        read = read_day(path)
-        if read.scrubbed is not None:
-            stage_scrubbed(read.scrubbed, self.output, lock_timeout=self.lock_timeout)
-        return read
+        return read_day(path)
 
-    def commit(self, days: list[str]) -> list[DayOutcome]:
-        """Commit the staged days in date order; the outcomes of every day written, replayed later days included."""
-        return commit_days(days, self.output, save_l1=self.save_l1, lock_timeout=self.lock_timeout)
-
-    def columns(self, tables: list[str]) -> dict[str, tuple[tuple[str, str], ...]]:
-        """The stored tables' columns (name, type), as exported."""
-        with open_store(self.output, lock_timeout=self.lock_timeout, export=False) as store:
-            return {table: store.columns(table) for table in tables}
+    @contextmanager
+    def open(self) -> Iterator[IngestStore]:
+        """The output database, held by this process (one writer at a time) until the block ends."""
+        with open_store(self.output, lock_timeout=self.lock_timeout) as store:
+            yield store
