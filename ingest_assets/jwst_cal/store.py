@@ -436,9 +436,11 @@ class IngestStore:
                     "deleted or moved")
             self._con = connect(db_path, max(0.0, lock_timeout))
             self._check_layout(db_path)
-            for statement in META_DDL:
-                self._sql(statement)
-            self._sql("INSERT INTO identity SELECT ? WHERE NOT EXISTS (SELECT 1 FROM identity)", [str(uuid.uuid4())])
+            with self._atomic():  # one commit
+                for statement in META_DDL:
+                    self._sql(statement)
+                self._sql("INSERT INTO identity SELECT ? WHERE NOT EXISTS (SELECT 1 FROM identity)",
+                          [str(uuid.uuid4())])
             for stale in self.output_dir.glob(TMP_PREFIX + "*"):
                 stale.unlink()
             if export and self._marker().get("export") != self._export_id():  # a commit not fully exported
