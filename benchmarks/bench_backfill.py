@@ -4,7 +4,7 @@ Starts the webserver and daemon on a fresh DAGSTER_HOME with deploy/dagster.yaml
 sensor, links the generated year (see bench_year.py) into an empty inbox, launches the backfill of all 365 days
 with the UI's own GraphQL mutation, and waits until it has finished. Prints the wall time from launch to the end,
 the runs the daemon made (range, status, duration), how many days were ingested, and writes the figures to
-benchmarks/results/backfill-year.json (git-ignored).
+benchmarks/results/backfill-N-days.json (git-ignored).
 
 Usage: python benchmarks/bench_backfill.py [--inbox DIR] [--days N]
 """
@@ -28,14 +28,9 @@ import dagster as dg  # noqa: E402
 from ingest_assets.defs.jwst_cal import JWST_ASSETS  # noqa: E402
 from ingest_assets.defs.jwst_cal.assets import PRIORS  # noqa: E402
 from ingest_assets_tests.dagster_dev import dagster_dev, graphql, wait_for  # noqa: E402
-from ingest_assets_tests.test_jwst_ui import LAUNCH, SENSOR, SENSOR_ID, STOP, day_range  # noqa: E402
+from ingest_assets_tests.test_jwst_ui import LAUNCH, SENSOR, SENSOR_ID, STOP, backfill_done, day_range  # noqa: E402
 
 TIMEOUT = 3600
-
-
-def finished(home: Path, backfill_id: str) -> bool:
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        return instance.get_backfill(backfill_id).status.value not in ("REQUESTED", "CANCELING", "FAILING")
 
 
 def main() -> None:
@@ -61,7 +56,7 @@ def main() -> None:
         start = time.monotonic()
         answer = graphql(server.port, LAUNCH, {"params": {"partitionNames": days, "assetSelection": keys}})
         backfill_id = answer["launchPartitionBackfill"]["backfillId"]
-        assert wait_for(lambda: finished(home, backfill_id), TIMEOUT, server), "the backfill did not finish"
+        assert wait_for(lambda: backfill_done(home, backfill_id), TIMEOUT, server), "the backfill did not finish"
         seconds = time.monotonic() - start
         with dg.DagsterInstance.from_config(str(home)) as instance:
             status = instance.get_backfill(backfill_id).status.value
@@ -77,7 +72,7 @@ def main() -> None:
     print(json.dumps(figures, indent=2))
     results = HERE / "results"
     results.mkdir(exist_ok=True)
-    (results / "backfill-year.json").write_text(json.dumps(figures, indent=2) + "\n")
+    (results / f"backfill-{len(days)}-days.json").write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":

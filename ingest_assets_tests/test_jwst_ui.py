@@ -51,6 +51,11 @@ def idle(home) -> bool:
         return not instance.get_runs(dg.RunsFilter(statuses=UNFINISHED))
 
 
+def backfill_done(home, backfill_id: str) -> bool:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        return instance.get_backfill(backfill_id).status.value not in ("REQUESTED", "CANCELING", "FAILING")
+
+
 def day_range(run: dg.DagsterRun) -> tuple[str, str]:
     tags = run.tags
     return tags.get(RANGE_START, tags.get("dagster/partition")), tags.get(RANGE_END, tags.get("dagster/partition"))
@@ -95,7 +100,8 @@ def test_a_ui_backfill_runs_the_range_in_one_run_never_beside_a_sensor_run(tmp_p
         assert answer["__typename"] == "LaunchBackfillSuccess", answer
         # the sensor wakes up meanwhile and requests every drop it has not seen, the backfill's days included
         graphql(server.port, START, {"s": SENSOR})
-        done = wait_for(lambda: partitions(home, PRIORS) >= {d.date for d in SMALL} and idle(home), TIMEOUT, server)
+        done = wait_for(lambda: partitions(home, PRIORS) >= {d.date for d in SMALL}
+                        and backfill_done(home, answer["backfillId"]) and idle(home), TIMEOUT, server)
         assert done, log.read_text()[-3000:]
         with dg.DagsterInstance.from_config(str(home)) as instance:
             backfill_runs = instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill": answer["backfillId"]}))
