@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import pandas as pd
 
 
-def header_line(names: list[str]) -> str:
+@cache
+def header_line(names: tuple[str, ...]) -> str:
     """A table's CSV header, as `to_csv` writes it."""
-    return pd.DataFrame(columns=names).to_csv(index=False)
+    return pd.DataFrame(columns=list(names)).to_csv(index=False)
 
 
 def csv_lines(rows: pd.DataFrame, float_ints: tuple[str, ...]) -> str:

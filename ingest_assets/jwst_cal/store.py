@@ -14,7 +14,7 @@ O(changed rows) and any suffix of days can be forgotten. Table kinds:
 
 Tables whose name starts with "_" are stored but never exported. Each commit records, per table, the first position
 it changed; the export that follows cuts each file back to the first changed row and appends the rows from there on
-(a day that only appends rows appends their text). New tables, daily tables and tables whose header or number
+(a day that only appends rows appends their text, formatted once, when their line lengths were recorded). New tables, daily tables and tables whose header or number
 formatting changed are rewritten whole, atomically. The marker `.jwst-cal-export` names the exported commit and each
 file's length; a commit whose export did not finish is exported again when the store is next opened, which also
 cuts off a half-written append.
@@ -29,13 +29,11 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date
-from functools import partial
 from pathlib import Path
-from typing import IO
 
 import duckdb
 import numpy as np
@@ -63,9 +61,12 @@ SCAN_TYPES = {
     "DOUBLE": DOUBLE, "FLOAT": DOUBLE, "BIGINT": BIGINT, "INTEGER": BIGINT, "SMALLINT": BIGINT, "TINYINT": BIGINT,
     "UINTEGER": BIGINT, "USMALLINT": BIGINT, "UTINYINT": BIGINT, "BOOLEAN": BOOLEAN, "VARCHAR": VARCHAR, '"NULL"': None,
 }
-# Stored type of numpy columns, as DuckDB scans them (SCAN_TYPES) without looking at their values.
-NUMPY_TYPES = {"float64": DOUBLE, "float32": DOUBLE, "bool": BOOLEAN} | dict.fromkeys(
+# Stored type of pandas columns by dtype, as DuckDB scans them (SCAN_TYPES) without looking at their values.
+DTYPE_TYPES = {"float64": DOUBLE, "float32": DOUBLE, "bool": BOOLEAN, "str": VARCHAR} | dict.fromkeys(
     ("int64", "int32", "int16", "int8", "uint32", "uint16", "uint8"), BIGINT)
+# Stored type of object columns by the kind of their values, as DuckDB scans them (None: every value missing).
+OBJECT_TYPES = {"string": VARCHAR, "empty": None}
+UNKNOWN = "?"  # a column whose type only DuckDB's scan of its values tells
 META_DDL = (
     "CREATE TABLE IF NOT EXISTS schemas (tbl VARCHAR, day VARCHAR, kind VARCHAR, columns VARCHAR, float_ints VARCHAR)",
     "CREATE TABLE IF NOT EXISTS ledger (day VARCHAR, report VARCHAR)",
@@ -175,6 +176,14 @@ def check_frame(table: str, frame: pd.DataFrame) -> None:
         raise ValueError(f"{table}: reserved column names {reserved}")
     if not names and len(frame):
         raise ValueError(f"{table}: rows without columns")
+
+
+def column_type(values: pd.Series) -> str | None:
+    """Stored type of an incoming column, told by its dtype or, for objects, by the kind of its values; UNKNOWN
+    when only DuckDB's scan can tell."""
+    if values.dtype == object:
+        return OBJECT_TYPES.get(pd.api.types.infer_dtype(values, skipna=True), UNKNOWN)
+    return DTYPE_TYPES.get(str(values.dtype), UNKNOWN)
 
 
 def widen(stored: str, incoming: str) -> str:
@@ -322,7 +331,7 @@ def json_default(value):
     raise TypeError(f"report value of type {type(value).__name__} is not JSON serializable")
 
 
-def write_atomic(path: Path, write: Callable[[IO[str]], None]) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     """Write through a temp file in the same folder, fsync, then os.replace; no temp file survives an error.
 
     The file gets the mode a plain write would give (0666 less the process umask), not a private temp file's 0600.
@@ -330,8 +339,8 @@ def write_atomic(path: Path, write: Callable[[IO[str]], None]) -> None:
     tmp = path.parent / f"{TMP_PREFIX}{secrets.token_hex(8)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            write(handle)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -819,8 +828,8 @@ class IngestStore:
 
     def _frame_types(self, frame: pd.DataFrame) -> dict[str, str | None]:
         """Stored type of each incoming column, as DuckDB scans it (float, int, bool, text; None: all missing)."""
-        types = {name: NUMPY_TYPES.get(str(dtype)) for name, dtype in frame.dtypes.items()}
-        scan = [name for name, typ in types.items() if typ is None]  # text, objects: as DuckDB sees their values
+        types = {name: column_type(frame[name]) for name in frame.columns}
+        scan = [name for name, typ in types.items() if typ == UNKNOWN]  # as DuckDB sees their values
         if scan:
             scanned = self._query_frame(frame[scan], "DESCRIBE incoming")["column_type"]
             if unsupported := [f"{n}: {t}" for n, t in zip(scan, scanned) if t not in SCAN_TYPES]:
@@ -953,8 +962,6 @@ class IngestStore:
 
     def _pending(self, table: str, start: float | None, *, appended: bool = False, whole: bool = False) -> None:
         """Note for the export what this commit changes in a table: from position `start` on, or all of it."""
-        if whole:
-            self._lines.forget(table)  # its file is written whole, from the database
         self._sql("INSERT INTO pending VALUES (?, ?, ?, ?, ?)", [self._generation, table, start, appended, whole])
 
     def _lines_from(self, table: str, schema: TableSchema, start: float) -> bytes:
@@ -962,6 +969,9 @@ class IngestStore:
         positions = self._con.execute(f"SELECT _pos FROM {table_ref(table)} WHERE _removed IS NULL AND _pos >= ? "
                                       "ORDER BY _pos", [start]).fetchnumpy()["_pos"]
         unknown = self._lines.unknown(table, positions)
+        if len(unknown) == len(positions):  # none known: no list of positions to look up
+            return csv_lines(self._rows(table, schema, "_removed IS NULL AND _pos >= ?", [start]),
+                             schema.float_ints).encode()
         if len(unknown):
             rows, unknown = self._select(table, schema, "_removed IS NULL AND _pos IN (SELECT unnest(?::DOUBLE[]))",
                                          [unknown.tolist()])
@@ -1017,19 +1027,19 @@ class IngestStore:
             if schema.kind in LAID_OUT:
                 written[table] = self._export_table(table, schema, path, lengths.get(table), changes.get(table))
             else:
-                write_atomic(path, partial(self.current(table).to_csv, index=False))
+                write_atomic(path, self.current(table).to_csv(index=False).encode())
         for dropped in set(marker.get("tables", [])) - set(tables):
             if TABLE_NAME.fullmatch(dropped):
                 (self.output_dir / f"{dropped}.csv").unlink(missing_ok=True)
         text = json.dumps({"export": self._export_id(), "tables": tables, "bytes": written})
-        write_atomic(self.output_dir / MARKER_NAME, lambda handle: handle.write(text + "\n"))
+        write_atomic(self.output_dir / MARKER_NAME, (text + "\n").encode())
         fsync_dir(self.output_dir)
 
     def _export_table(self, table: str, schema: TableSchema, path: Path, length: int | None,
                       change: Change | None) -> int:
         """Bring a state or log table's file up to date: cut it back to where the change starts and append the rows
         from there on; written whole when it is new, its layout changed or it is not as exported. Its new length."""
-        header = header_line(schema.names).encode()
+        header = header_line(tuple(schema.names)).encode()
         if length is not None and change is None and file_matches(path, header, length, exact=True):
             return length
         if length is not None and change is not None and not change.whole:
@@ -1038,5 +1048,6 @@ class IngestStore:
                 [change.start])[0][0]
             if file_matches(path, header, offset):
                 return rewrite_from(path, offset, self._lines_from(table, schema, change.start))
-        write_atomic(path, partial(self.current(table).to_csv, index=False))
-        return path.stat().st_size
+        data = header + self._lines_from(table, schema, -np.inf)
+        write_atomic(path, data)
+        return len(data)
