@@ -659,6 +659,7 @@ class IngestStore:
         stored = self.days()
         if stored and day <= stored[-1]:
             raise ValueError(f"day {day} is not after the last stored day {stored[-1]}; roll back first")
+        self._lines.clear()  # a transaction of several days (a replay) keeps the lines of its last day only
         if not all(isinstance(tail, Tail) for tail in state.values()):
             raise TypeError("state tables are written as a Tail: the new content of their rows from a position on")
         writes = [(t, "state", tail.rows, tail.start) for t, tail in state.items()] + [
@@ -969,7 +970,7 @@ class IngestStore:
         positions = self._con.execute(f"SELECT _pos FROM {table_ref(table)} WHERE _removed IS NULL AND _pos >= ? "
                                       "ORDER BY _pos", [start]).fetchnumpy()["_pos"]
         unknown = self._lines.unknown(table, positions)
-        if len(unknown) == len(positions):  # none known: no list of positions to look up
+        if 2 * len(unknown) > len(positions):  # mostly unknown: all formatted, no long list of positions to look up
             return csv_lines(self._rows(table, schema, "_removed IS NULL AND _pos >= ?", [start]),
                              schema.float_ints).encode()
         if len(unknown):
