@@ -14,8 +14,8 @@ O(changed rows) and any suffix of days can be forgotten. Table kinds:
 
 Tables whose name starts with "_" are stored but never exported. Each commit records, per table, the first position
 it changed; the export that follows cuts each file back to the first changed row and appends the rows from there on
-(a day that only appends rows appends their text, formatted once, when their line lengths were recorded). New tables, daily tables and tables whose header or number
-formatting changed are rewritten whole, atomically. The marker `.jwst-cal-export` names the exported commit and each
+(a day that only appends rows appends their text, formatted once, when their line lengths were recorded). New
+tables, daily tables and tables whose header or number formatting changed are rewritten whole, atomically. The marker `.jwst-cal-export` names the exported commit and each
 file's length; a commit whose export did not finish is exported again when the store is next opened, which also
 cuts off a half-written append.
 """

@@ -2,8 +2,6 @@
 
 # No `from __future__ import annotations`: Dagster reads resource field annotations at class creation.
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from ingest_assets.defs.folders import IngestFolders
@@ -28,8 +26,6 @@ class JwstCalStore(IngestFolders):
             return DropRead(path, [DropError(path, None, None, f"no such drop in {self.inbox}")])
         return read_day(path)
 
-    @contextmanager
-    def open(self) -> Iterator[IngestStore]:
-        """The output database, held by this process (one writer at a time) until the block ends."""
-        with open_store(self.output, lock_timeout=self.lock_timeout) as store:
-            yield store
+    def open(self) -> IngestStore:
+        """The output database, held by this process (one writer at a time) until it is closed (a `with` block)."""
+        return open_store(self.output, lock_timeout=self.lock_timeout)
