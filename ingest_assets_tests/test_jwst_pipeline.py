@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from ingest_assets.jwst_cal.day import STATE_TABLES, DayReport
+from ingest_assets.jwst_cal.features import IngestError
 from ingest_assets.jwst_cal.pipeline import commit_staged, ingest_drop, open_store, scrub_file, stage
 from ingest_assets.jwst_cal.store import MARKER_NAME, IngestStore
 
@@ -151,6 +153,38 @@ def test_each_committed_day_is_exported_before_the_next_is_ingested(tmp_path: Pa
             assert outcome.day == days[i].date
             assert store.days() == [day.date for day in days[:i + 1]]
             assert csv_files(out) == after[i], f"the outputs as the day {outcome.day} is yielded"
+
+
+def test_days_committed_in_one_group_equal_days_committed_alone(tmp_path: Path):
+    days, out, per_day = golden_days("small-s2"), tmp_path / "out", tmp_path / "per-day"
+    reports = [ingest_drop(day.drop, per_day, save_l1=True).report for day in days]
+    with open_store(out) as store:
+        for day in days:
+            stage(store, scrub_file(day.drop))
+        for outcome in commit_staged(store, [day.date for day in days], save_l1=True, group_seconds=math.inf):
+            assert store.days() == [day.date for day in days]  # yielded once the whole group is committed
+            assert csv_files(out) == csv_files(per_day)
+            assert outcome.report == reports[[day.date for day in days].index(outcome.day)]
+
+
+def test_a_failing_day_ends_its_group_after_committing_the_days_before_it(tmp_path: Path):
+    inbox, out, alone = tmp_path / "inbox", tmp_path / "out", tmp_path / "alone"
+    bad = [{**row, "CHANNEL": "MIDDLE"} if row["DagNodeName"] == "LEVEL_1" else row for row in product("003", "F200W")]
+    drops = [write_drop(inbox, "2025-06-01", product("001", "F200W")),
+             write_drop(inbox, "2025-06-02", product("002", "F150W")),
+             write_drop(inbox, "2025-06-03", bad), write_drop(inbox, "2025-06-04", product("004", "F200W"))]
+    for drop in drops[:2]:
+        ingest_drop(drop, alone)
+    committed = []
+    with open_store(out) as store:
+        for drop in drops:
+            stage(store, scrub_file(drop))
+        with pytest.raises(IngestError, match="exposure jw01234003001_02101_00001_nrca1: no pixel scale"):
+            for outcome in commit_staged(store, ["2025-06-01", "2025-06-02", "2025-06-03", "2025-06-04"],
+                                         group_seconds=math.inf):
+                committed.append(outcome.day)
+        assert committed == store.days() == ["2025-06-01", "2025-06-02"]
+    assert csv_files(out) == csv_files(alone)
 
 
 def test_committing_a_day_that_is_not_staged_changes_nothing(tmp_path: Path):

@@ -336,6 +336,36 @@ def test_rollback_of_several_days_restores_the_earlier_state(tmp_path):
     assert exported(tmp_path) == exported(fresh)
 
 
+def test_days_committed_together_then_rolled_back_into_export_as_days_committed_alone(tmp_path):
+    """Five days in one transaction: a row that lives from day 2 is removed on day 4, an int column gets missing
+    values on day 3 (its numbers are written as floats from then on). Rolled back to day 3 and days written again
+    otherwise (the row stays, a later row changes), one per transaction, the files equal those of these days
+    committed one by one."""
+    first = [["a", "b"], ["a", "b", "c"], ["a", "b", "c"], ["a", "b"], ["a", "b", "d"]]
+    again = [*first[:3], ["a", "b", "c", "e"], ["a", "b", "c", "e", "f"], ["a", "b", "c", "e", "f"]]
+
+    def inputs(names: list[str], i: int) -> dict:
+        sizes = [30 if (name, i) == ("e", 5) else n for n, name in enumerate(names)]
+        mosaics = pd.DataFrame({"Dataset": [f"m{i}"], "n": [i]})
+        return {"state": {"t": whole(training(names, sizes))},
+                "log": {"mosaics": mosaics if i != 2 else mosaics[["Dataset"]]}, "daily": {}, "report": {}}
+
+    days = [f"2024-03-0{i + 1}" for i in range(6)]
+    with IngestStore(tmp_path) as store:
+        with store.transaction():
+            for i, names in enumerate(first):
+                store.write_day(days[i], **inputs(names, i))
+        with store.transaction():
+            store.rollback_from(days[2])
+        for i in range(2, 6):
+            with store.transaction():
+                store.write_day(days[i], **inputs(again[i], i))
+    fresh = tmp_path / "fresh"
+    write_days(fresh, [(days[i], inputs(names, i)) for i, names in enumerate(again)])
+    assert exported(tmp_path) == exported(fresh)
+    assert (fresh / "mosaics.csv").read_text().splitlines()[1:3] == ["m0,0.0", "m1,1.0"]
+
+
 def test_an_error_inside_a_transaction_changes_nothing(tmp_path):
     with IngestStore(tmp_path) as store:
         write(store, 0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -147,14 +147,17 @@ def stage(store: IngestStore, scrubbed: ScrubbedDrop) -> None:
     store.stage(scrubbed.day, {STAGED_SCIENCE: scrubbed.science, STAGED_MOSAICS: scrubbed.mosaics}, meta)
 
 
-def commit_staged(store: IngestStore, days: list[str], *, save_l1: bool = False) -> Iterator[DayOutcome]:
-    """Ingest staged days in date order, each in its own transaction followed by its export (D8); yields each day's
-    outcome once it is committed and exported.
+def commit_staged(store: IngestStore, days: list[str], *, save_l1: bool = False,
+                  group_seconds: float = 0.0) -> Iterator[DayOutcome]:
+    """Ingest staged days in date order; yields each day's outcome once it is committed and exported (D8).
 
-    A day not after the last ingested one replaces that day's contribution (D14): the days from it on are rolled back
-    and ingested again from their staged rows, later ones with the `save_l1` they were ingested with, all in one
-    transaction, so the outputs always equal a run of every day in date order. Yields the outcome of every day
-    written, requested or replayed, in date order.
+    Days after the last ingested one are committed in groups: each group is one transaction, closed as soon as its
+    days took `group_seconds` (0: each day alone), then exported. A day the engine cannot ingest ends its group: the
+    days before it are committed, then its error is raised (a failure of the store rolls the whole group back,
+    its days stay staged). A day not after the last ingested one replaces that
+    day's contribution (D14): the days from it on are rolled back and ingested again from their staged rows, later
+    ones with the `save_l1` they were ingested with, all in one transaction, so the outputs always equal a run of
+    every day in date order. Yields the outcome of every day written, requested or replayed, in date order.
     """
     requested = sorted(set(days))
     if unstaged := sorted(set(requested) - set(store.staged_days())):
@@ -168,11 +171,33 @@ def commit_staged(store: IngestStore, days: list[str], *, save_l1: bool = False)
             store.rollback_from(again[0])
             outcomes = [_ingest_one(store, _staged_drop(store, day), flags[day]) for day in again]
         yield from outcomes
-    for day in requested:
-        if not replayed or day > replayed[-1]:
+    new = [day for day in requested if not replayed or day > replayed[-1]]
+    while new:
+        outcomes = yield from _commit_group(store, new, save_l1, group_seconds)
+        new = new[len(outcomes):]
+
+
+def _commit_group(store: IngestStore, days: list[str], save_l1: bool,
+                  group_seconds: float) -> Generator[DayOutcome, None, list[DayOutcome]]:
+    """Commit the first days of `days` in one transaction, until they took `group_seconds`; yields and returns their
+    outcomes. When a day fails, the days before it are committed on their own, then its error is raised."""
+    start, outcomes = time.perf_counter(), []
+    try:
+        with store.transaction():
+            for day in days:
+                outcomes.append(_ingest_one(store, _staged_drop(store, day), save_l1))
+                if time.perf_counter() - start >= group_seconds:
+                    break
+    except (ExportIncompleteError, StoreError):
+        raise
+    except Exception:
+        if outcomes:  # the group was rolled back with the failing day: commit the days before it alone
             with store.transaction():
-                outcome = _ingest_one(store, _staged_drop(store, day), save_l1)
-            yield outcome
+                outcomes = [_ingest_one(store, _staged_drop(store, day), save_l1) for day in days[:len(outcomes)]]
+            yield from outcomes
+        raise
+    yield from outcomes
+    return outcomes
 
 
 def _named(days: list[str]) -> str:

@@ -134,6 +134,18 @@ class RowDiff:
 
 
 @dataclass(frozen=True)
+class Unsettled:
+    """A laid-out table the open transaction wrote: whether its columns changed (every line did), whether rows of
+    it were removed."""
+
+    reflow: bool = False
+    removed: bool = False
+
+    def __or__(self, other: Unsettled) -> Unsettled:
+        return Unsettled(self.reflow or other.reflow, self.removed or other.removed)
+
+
+@dataclass(frozen=True)
 class Change:
     """What the commits since the last export did to a table: the first position they changed, whether they only
     appended rows, whether its file must be written whole."""
@@ -437,6 +449,7 @@ class IngestStore:
         self._generation = 0  # of the commit a transaction prepares
         self._schemas: dict[str, TableSchema] | None = None  # each table's latest schema, read once
         self._lines = FormattedLines()  # by the open transaction, for its export
+        self._unsettled: dict[str, Unsettled] = {}  # laid-out tables the open transaction changed
         try:
             db_path = self.output_dir / DB_NAME
             if not db_path.exists() and (self.output_dir / MARKER_NAME).exists():
@@ -599,6 +612,7 @@ class IngestStore:
             if exported is not None:
                 self._sql("DELETE FROM pending WHERE gen <= ?", [exported])
             yield
+            self._settle_all()
             self._sql("UPDATE generation SET value = ?", [self._generation])
         try:
             if self._exports:
@@ -641,6 +655,8 @@ class IngestStore:
             first = self._sql(f"SELECT min(_pos) FROM {ref} WHERE _added >= ? OR _removed >= ?", [day, day])[0][0]
             if first is not None:
                 self._pending(table, first)
+                if self._schema(table).kind in LAID_OUT:  # rows live again need their line length
+                    self._unsettle(table, Unsettled(removed=True))
             self._sql(f"DELETE FROM {ref} WHERE _added >= ?", [day])
             self._sql(f"UPDATE {ref} SET _removed = NULL WHERE _removed >= ?", [day])
         changed = self._sql("SELECT DISTINCT tbl FROM schemas WHERE day >= ? AND kind <> 'staged'", [day])
@@ -659,7 +675,6 @@ class IngestStore:
         stored = self.days()
         if stored and day <= stored[-1]:
             raise ValueError(f"day {day} is not after the last stored day {stored[-1]}; roll back first")
-        self._lines.clear()  # a transaction of several days (a replay) keeps the lines of its last day only
         if not all(isinstance(tail, Tail) for tail in state.values()):
             raise TypeError("state tables are written as a Tail: the new content of their rows from a position on")
         writes = [(t, "state", tail.rows, tail.start) for t, tail in state.items()] + [
@@ -680,7 +695,7 @@ class IngestStore:
                 inserted, removed = self._append(table, schema, frame, types, day), False
             reflow = old is not None and old.columns != schema.columns
             if kind in LAID_OUT and (inserted or removed or reflow):
-                self._settle(table, schema, day, reflow=reflow, removed=removed)
+                self._unsettle(table, Unsettled(reflow, removed))
         self._sql("INSERT INTO ledger VALUES (?, ?)", [day, json.dumps(dict(report), default=json_default)])
 
     def _sql(self, sql: str, params: list | None = None) -> list[tuple]:
@@ -806,8 +821,7 @@ class IngestStore:
         self._alter_columns(table, {n: t for n, t in physical if n not in ROW_COLS}, schema)
         if schema.kind in LAID_OUT:
             self._clear_lengths(table)
-            self._fill_lengths(table, schema)
-            self._pending(table, None, whole=True)
+            self._unsettle(table, Unsettled(reflow=True))
 
     # --- rows ---------------------------------------------------------------------------------------------------------
     def _select(self, table: str, schema: TableSchema, where: str, params: list | None = None,
@@ -917,10 +931,22 @@ class IngestStore:
         return len(diff.new_rows), bool(len(diff.gone_pos))
 
     # --- export layout ------------------------------------------------------------------------------------------------
+    def _unsettle(self, table: str, change: Unsettled) -> None:
+        self._unsettled[table] = self._unsettled.get(table, Unsettled()) | change
+
+    def _settle_all(self) -> None:
+        """Before a commit: settle each laid-out table the transaction changed, once, whatever its days."""
+        days = self.days()
+        for table, change in sorted(self._unsettled.items()):
+            schema = self._schema(table)
+            if schema is not None and days:
+                self._settle(table, schema, days[-1], reflow=change.reflow, removed=change.removed)
+        self._unsettled.clear()
+
     def _settle(self, table: str, schema: TableSchema, day: str, *, reflow: bool, removed: bool) -> None:
-        """After a day's rows are written to a state or log table: record which BIGINT columns now have missing
-        values, and give each live row without one its line length. `reflow`: the table's columns changed, so every
-        line did (as it does when the BIGINT columns with missing values change)."""
+        """After rows are written to a state or log table: record (as of `day`) which BIGINT columns now have
+        missing values, and give each live row without one its line length. `reflow`: the table's columns changed,
+        so every line did (as it does when the BIGINT columns with missing values change)."""
         ints = [name for name, typ in schema.columns if typ == BIGINT]
         if reflow:
             self._clear_lengths(table)
@@ -987,6 +1013,7 @@ class IngestStore:
     def _rollback(self) -> None:
         self._schemas = None  # read again: the transaction may have recorded some
         self._lines.clear()
+        self._unsettled.clear()
         try:
             self._sql("ROLLBACK")
         except duckdb.TransactionException:  # a failed COMMIT already ended the transaction
