@@ -225,8 +225,9 @@ def _ingest_one(store: IngestStore, scrubbed: ScrubbedDrop, save_l1: bool) -> Da
     state = {table: Tail(tails[table].start, rows) for table, rows in result.tails.items()}
     store.write_day(scrubbed.day, state=state, log=result.log, daily=result.daily,
                     report=asdict(result.outcome.report))
-    return replace(result.outcome, backlog_since=store.oldest("ingest", "date"),
-                   seconds=time.perf_counter() - start)
+    written = [*result.tails, *result.log, *result.daily]
+    return replace(result.outcome, backlog_since=store.oldest("ingest", "date"), seconds=time.perf_counter() - start,
+                   columns={table: store.columns(table) for table in written})
 
 
 def _tail(store: IngestStore, table: str, column: str, values, *, sort_key: str | None = None) -> Tail:

@@ -2,7 +2,7 @@
 
 For each day of the range, `jwst_ingest_days` reads the drop once and checks it; a valid drop is the day's raw drop,
 scrubbed into its science exposures, which are staged in the output database (stored once: every later replay of
-the day reads them there). Then it commits the staged days in date order, one transaction per day, which
+the day reads them there). Then it commits the staged days in date order, a group of days per transaction, which
 materializes the tables a user knows: the backlog of priors (`ingest.csv`), the matched products (`training.csv`,
 `level1.csv`), the encoded training tables (`train-*`, `raw-*`, `rem-*`) and the mosaics. The backlog depends on
 its own previous day, and a backfill range runs in one run.
@@ -12,6 +12,7 @@ import datetime as dt
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (  # not exported by dagster
@@ -50,15 +51,21 @@ def _check_spec(key: dg.AssetCheckKey, description: str) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(key.name, asset=key.asset_key, partitions_def=daily_partitions, description=description)
 
 
-def _evaluation(context: dg.AssetExecutionContext, key: dg.AssetCheckKey, day: str, passed: bool,
-                severity: dg.AssetCheckSeverity, metadata: dict, description: str | None = None
-                ) -> dg.AssetCheckEvaluation:
-    """A check result recorded against its day and the day's latest materialization of the checked asset (a step
-    over a range records one per day; the UI counts a day's check as current when it names that materialization)."""
+def _latest(context: dg.AssetExecutionContext, key: dg.AssetKey, day: str
+            ) -> AssetCheckEvaluationTargetMaterializationData | None:
+    """The day's latest materialization of an asset, as the target of its checks' results."""
     latest = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key.asset_key, asset_partitions=[day]), limit=1).records
-    target = AssetCheckEvaluationTargetMaterializationData(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=1).records
+    return AssetCheckEvaluationTargetMaterializationData(
         storage_id=latest[0].storage_id, run_id=latest[0].run_id, timestamp=latest[0].timestamp) if latest else None
+
+
+def _evaluation(key: dg.AssetCheckKey, day: str, target: AssetCheckEvaluationTargetMaterializationData | None,
+                passed: bool, severity: dg.AssetCheckSeverity, metadata: dict, description: str | None = None
+                ) -> dg.AssetCheckEvaluation:
+    """A check result recorded against its day and `target`, the day's latest materialization of the checked asset
+    (a step over a range records one per day; the UI counts a day's check as current when it names that
+    materialization)."""
     return dg.AssetCheckEvaluation(asset_key=key.asset_key, check_name=key.name, passed=passed, partition=day,
                                    severity=severity, metadata=metadata, description=description, blocking=False,
                                    target_materialization_data=target)
@@ -101,29 +108,23 @@ def _named(items: list[str]) -> str:
     ],
 )
 def jwst_ingest_days(context: dg.AssetExecutionContext, jwst_cal_store: JwstCalStore) -> Iterator:
-    """Stage every day of the range, then commit the staged days in date order, recording each day's tables as it
-    is committed (a late day replays the later ones, which are recorded as materializations of their own days). The
-    output database is held for the whole step. Fails at the end, after ingesting what it could, when a day's drop
-    was bad or an L3 product stayed unmatched."""
+    """Stage every day of the range, then commit the staged days in date order, recording each day's tables as its
+    group of days is committed (a late day replays the later ones, which are recorded as materializations of their
+    own days). The output database is held for the whole step. Fails at the end, after ingesting what it could, when
+    a day's drop was bad or an L3 product stayed unmatched."""
     days = list(context.partition_keys)
-    reads, unmatched = [], []
-    with _failing_cleanly(), jwst_cal_store.open() as store:
-        for day in days:
-            start = time.perf_counter()
-            reads.append(jwst_cal_store.read(day))
-            if reads[-1].scrubbed is not None:
-                stage(store, reads[-1].scrubbed)
-            yield from _stage_events(context, reads[-1], time.perf_counter() - start)
-        bad = [result for result in reads if result.problems]
-        if len(bad) == len(days) == 1:
-            raise dg.Failure(description=f"not ingested: {bad[0].problems[0]}")
-        if context.selected_asset_keys & set(TABLES):
-            good = [result.day for result in reads if not result.problems]
-            for outcome in commit_staged(store, good, save_l1=jwst_cal_store.save_l1):
-                schemas = {key: _column_schema(store.columns(table)) for key, table in EXPORTED_AS.items()}
-                yield from _table_events(context, outcome, schemas)
-                if outcome.report.l3_unmatched:
-                    unmatched.append(outcome.day)
+    commit = bool(context.selected_asset_keys & set(TABLES))
+    bad, unmatched = [], []
+    with _failing_cleanly():
+        for step in _ingest(jwst_cal_store, days, commit=commit):
+            if isinstance(step, StagedDay):
+                bad += [step.read] if step.read.problems else []
+                yield from _stage_events(context, step.read, step.seconds)
+            else:
+                yield from _table_events(context, step)
+                unmatched += [step.day] if step.report.l3_unmatched else []
+    if len(bad) == len(days) == 1:
+        raise dg.Failure(description=f"not ingested: {bad[0].problems[0]}")
     if bad:
         raise dg.Failure(
             description=f"{len(bad)} of {len(days)} days not ingested, their drop failed drop_is_valid: "
@@ -134,6 +135,30 @@ def jwst_ingest_days(context: dg.AssetExecutionContext, jwst_cal_store: JwstCalS
             description=f"L3 products stayed unmatched on {_named(unmatched)}: the days are ingested, their "
                         "exposures wait in the backlog (l3_match_rate_is_100pct)",
             metadata={"days": dg.MetadataValue.json(unmatched)})
+
+
+@dataclass(frozen=True)
+class StagedDay:
+    """A day's drop read, checked and (when valid) staged, and the seconds that took."""
+
+    read: DropRead
+    seconds: float
+
+
+def _ingest(jwst_cal_store: JwstCalStore, days: list[str], *, commit: bool) -> Iterator[StagedDay | DayOutcome]:
+    """Read and stage each day, then (`commit`) commit the valid ones: each day staged, then each day committed."""
+    with jwst_cal_store.open() as store:
+        valid = []
+        for day in days:
+            start = time.perf_counter()
+            read = jwst_cal_store.read(day)
+            if read.scrubbed is not None:
+                stage(store, read.scrubbed)
+                valid.append(day)
+            yield StagedDay(read, time.perf_counter() - start)
+        if commit:
+            yield from commit_staged(store, valid, save_l1=jwst_cal_store.save_l1,
+                                     group_seconds=jwst_cal_store.group_seconds)
 
 
 @contextmanager
@@ -158,11 +183,12 @@ def _stage_events(context: dg.AssetExecutionContext, result: DropRead, seconds: 
             "rows_l3": scrubbed.n_l3, "mosaics": len(scrubbed.mosaics), "mrs_ch24_dropped": scrubbed.mrs_ch24_dropped,
             "stage_seconds": round(seconds, 3),
         })
-    yield _evaluation(context, DROP_IS_VALID, day, not result.problems, dg.AssetCheckSeverity.ERROR, {
+    target = _latest(context, RAW_DROP, day)
+    yield _evaluation(DROP_IS_VALID, day, target, not result.problems, dg.AssetCheckSeverity.ERROR, {
         "problems": dg.MetadataValue.json([str(p) for p in result.problems[:LISTED]]),
         "n_problems": len(result.problems),
     }, description=str(result.problems[0]) if result.problems else None)
-    yield _evaluation(context, IMAGE_SIZES, day, not result.oddities, dg.AssetCheckSeverity.WARN, {
+    yield _evaluation(IMAGE_SIZES, day, target, not result.oddities, dg.AssetCheckSeverity.WARN, {
         "rows": dg.MetadataValue.json([str(o) for o in result.oddities[:LISTED]]), "n_rows": len(result.oddities),
     })
 
@@ -171,9 +197,9 @@ def _column_schema(columns: tuple[tuple[str, str], ...]) -> dg.TableSchema:
     return dg.TableSchema([dg.TableColumn(name, typ.lower()) for name, typ in columns])
 
 
-def _table_events(context: dg.AssetExecutionContext, outcome: DayOutcome,
-                  schemas: dict[dg.AssetKey, dg.TableSchema]) -> Iterator:
+def _table_events(context: dg.AssetExecutionContext, outcome: DayOutcome) -> Iterator:
     report, day = outcome.report, outcome.day
+    schemas = {key: _column_schema(outcome.columns.get(table, ())) for key, table in EXPORTED_AS.items()}
     age = (dt.date.fromisoformat(day) - dt.date.fromisoformat(outcome.backlog_since)).days \
         if outcome.backlog_since else 0
     yield dg.AssetMaterialization(PRIORS, partition=day, metadata={
@@ -191,10 +217,11 @@ def _table_events(context: dg.AssetExecutionContext, outcome: DayOutcome,
         "dagster/column_schema": schemas[TRAINING_TABLES]})
     yield dg.AssetMaterialization(MOSAICS, partition=day, metadata={
         "mosaics_added": report.mosaics, "dagster/column_schema": schemas[MOSAICS]})
-    yield _evaluation(context, MATCH_RATE, day, not report.l3_unmatched, dg.AssetCheckSeverity.ERROR, {
+    target = _latest(context, MATCHED, day)
+    yield _evaluation(MATCH_RATE, day, target, not report.l3_unmatched, dg.AssetCheckSeverity.ERROR, {
         "match_rate": float(report.match_rate), "l3_total": report.l3_total, "l3_matched": report.l3_matched,
         "unmatched": dg.MetadataValue.json(list(report.l3_unmatched[:LISTED])),
         "multi_match_losers": dg.MetadataValue.json(list(report.multi_match_losers[:LISTED])),
     }, description=f"unmatched: {_named(list(report.l3_unmatched))}" if report.l3_unmatched else None)
-    yield _evaluation(context, DUPLICATE_CLAIMS, day, not report.duplicate_claims, dg.AssetCheckSeverity.WARN,
+    yield _evaluation(DUPLICATE_CLAIMS, day, target, not report.duplicate_claims, dg.AssetCheckSeverity.WARN,
                       {"claims": dg.MetadataValue.json({p: list(g) for p, g in report.duplicate_claims.items()})})

@@ -15,6 +15,8 @@ class JwstCalStore(IngestFolders):
 
     save_l1: bool = False
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    # A range's days are committed and exported in groups of about this many seconds of ingest (0: each day alone).
+    group_seconds: float = 10.0
 
     def drop_path(self, day: str) -> Path:
         return self.inbox / drop_file_name(day)
