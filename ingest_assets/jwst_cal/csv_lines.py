@@ -45,8 +45,9 @@ class Lines:
 
 
 class FormattedLines:
-    """The lines formatted while a day is written, per table and row position, so that the export after its commit
-    formats no row a second time. Removed rows leave it; a table whose rows all changed format is forgotten."""
+    """The lines formatted as a transaction's new rows get their line length, per table and row position, so that
+    the export after its commit formats no row a second time. Removed rows leave it; a table whose rows all changed
+    format is forgotten."""
 
     def __init__(self) -> None:
         self._tables: dict[str, Lines] = {}

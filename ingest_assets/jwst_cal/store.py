@@ -12,12 +12,13 @@ O(changed rows) and any suffix of days can be forgotten. Table kinds:
 * daily: each day brings its own rows; the export shows the latest ingested day;
 * staged: a day's input rows, replaced when the day is staged again; never rolled back with the days.
 
-Tables whose name starts with "_" are stored but never exported. Each commit records, per table, the first position
-it changed; the export that follows cuts each file back to the first changed row and appends the rows from there on
-(a day that only appends rows appends their text, formatted once, when their line lengths were recorded). New
-tables, daily tables and tables whose header or number formatting changed are rewritten whole, atomically. The marker `.jwst-cal-export` names the exported commit and each
-file's length; a commit whose export did not finish is exported again when the store is next opened, which also
-cuts off a half-written append.
+Tables whose name starts with "_" are stored but never exported. A transaction may hold several days; just before
+its commit, the new rows of each table it changed get their line length (their text, formatted once, is kept for
+the export). Each commit records, per table, the first position it changed; the export that follows cuts each file
+back to the first changed row and appends the rows from there on. New tables, daily tables and tables whose header
+or number formatting changed are rewritten whole, atomically. The marker `.jwst-cal-export` names the exported
+commit and each file's length; a commit whose export did not finish is exported again when the store is next
+opened, which also cuts off a half-written append.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ DATA_SCHEMA = "data"
 ROW_COLS = ("_added", "_removed", "_pos", "_len")
 LAID_OUT = ("state", "log")  # kinds exported piecewise, with a line length per row
 MIN_GAP = 1e-6  # smallest spacing of new positions inside a gap before renumbering
+MAX_BUFFERED_ROWS = 50_000  # rows appended to a table by a transaction that wait in memory for one INSERT
 TABLE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 DOUBLE, BIGINT, BOOLEAN, VARCHAR = "DOUBLE", "BIGINT", "BOOLEAN", "VARCHAR"
 # How DuckDB sees incoming pandas columns -> stored type; None: every value is missing (an object column of NaN).
@@ -131,6 +133,19 @@ class RowDiff:
     new_rows: np.ndarray  # positional indices into the new content
     new_pos: np.ndarray  # their `_pos`
     gone_pos: np.ndarray  # `_pos` of the live rows that vanish
+
+
+@dataclass
+class Appended:
+    """Rows appended to a log or daily table by the open transaction, waiting for their INSERT: per day its frame,
+    the frame's column types and the day; and the position of the first of them."""
+
+    start: float
+    parts: list[tuple[pd.DataFrame, Mapping[str, str | None], str]]
+
+    @property
+    def rows(self) -> int:
+        return sum(len(frame) for frame, _, _ in self.parts)
 
 
 @dataclass(frozen=True)
@@ -450,6 +465,7 @@ class IngestStore:
         self._schemas: dict[str, TableSchema] | None = None  # each table's latest schema, read once
         self._lines = FormattedLines()  # by the open transaction, for its export
         self._unsettled: dict[str, Unsettled] = {}  # laid-out tables the open transaction changed
+        self._appended: dict[str, Appended] = {}  # rows the open transaction appended, not inserted yet
         try:
             db_path = self.output_dir / DB_NAME
             if not db_path.exists() and (self.output_dir / MARKER_NAME).exists():
@@ -507,6 +523,7 @@ class IngestStore:
         schema = self._schema(table)
         if schema is None:
             return pd.DataFrame()
+        self._flush(table)
         if schema.kind == "daily":
             return self._rows(table, schema, "_added = (SELECT max(day) FROM ledger)")
         return self._rows(table, schema, "_removed IS NULL")
@@ -518,10 +535,12 @@ class IngestStore:
             return pd.DataFrame()
         if schema.kind != "daily":
             raise ValueError(f"{table} is a {schema.kind} table, not a daily one")
+        self._flush(table)
         return self._rows(table, schema, "_added = ?", [day])
 
     def tail(self, table: str, start: float | None) -> Tail:
         """The live rows of a state table from position `start` on; for None, no row (with the table's columns)."""
+        self._flush(table)
         schema = self._schema(table)
         if schema is None:
             return Tail(None, pd.DataFrame())
@@ -531,6 +550,7 @@ class IngestStore:
 
     def rows_before(self, table: str, start: float | None) -> int:
         """How many live rows precede position `start` (None: all live rows)."""
+        self._flush(table)
         if self._schema(table) is None:
             return 0
         where, params = ("", []) if start is None else (" AND _pos < ?", [start])
@@ -543,6 +563,7 @@ class IngestStore:
 
     def oldest(self, table: str, column: str) -> str | None:
         """The smallest value of a text column over the live rows of a state table (None: no such row)."""
+        self._flush(table)
         schema = self._schema(table)
         if schema is None or column not in schema.names:
             return None
@@ -550,6 +571,7 @@ class IngestStore:
 
     def first_position(self, table: str, column: str, values: Sequence) -> float | None:
         """Position of the first live row whose `column` holds one of `values` (as text); None when none does."""
+        self._flush(table)
         schema = self._schema(table)
         wanted = pd.Series(values, dtype=object).dropna().astype(str).unique().tolist()
         if schema is None or column not in schema.names or not wanted:
@@ -565,6 +587,7 @@ class IngestStore:
         latest such day are then in order and unique, so only the rows added since, the rows they sort before and
         the rows they repeat can move.
         """
+        self._flush(table)
         if self._schema(table) is None:
             return None
         ref, order, key = table_ref(table), quote(order_by), quote(unique)
@@ -649,6 +672,7 @@ class IngestStore:
         """Forget every contribution of the days >= `day` (rows, removals, schema changes, ledger entries)."""
         self._require_transaction()
         check_day(day)
+        self._flush()
         self._lines.clear()
         for table in self._tables():
             ref = table_ref(table)
@@ -866,15 +890,16 @@ class IngestStore:
             self._con.unregister("incoming")
 
     def _insert(self, table: str, schema: TableSchema, frame: pd.DataFrame, types: Mapping[str, str | None],
-                positions: np.ndarray, day: str) -> None:
-        """Insert `frame`'s rows as versions added on `day` at `positions` (their line length still unknown)."""
+                positions: np.ndarray, day: str | np.ndarray) -> None:
+        """Insert `frame`'s rows as versions added on `day` (one for all, or one per row) at `positions` (their line
+        length still unknown)."""
         if not len(frame):
             return
-        rows = frame.assign(_pos=positions)
+        rows = frame.assign(_pos=positions, _added=day)
         values = ", ".join(self._select_list(schema, types))
         columns = ", ".join(quote(n) for n in schema.names)
         self._query_frame(rows, f"INSERT INTO {table_ref(table)} ({columns}, _added, _removed, _pos) "
-                                f"SELECT {values}, ?, NULL, _pos FROM incoming", [day])
+                                f"SELECT {values}, _added, NULL, _pos FROM incoming")
 
     def _last_position(self, table: str, before: float | None = None) -> float | None:
         """Position of the last live row (before position `before`); None when there is none."""
@@ -883,13 +908,38 @@ class IngestStore:
 
     def _append(self, table: str, schema: TableSchema, frame: pd.DataFrame, types: Mapping[str, str | None],
                 day: str) -> int:
-        """Log and daily tables: the rows follow every stored row. How many rows."""
-        last = self._last_position(table)
-        start = 0.0 if last is None else last + 1.0
-        self._insert(table, schema, frame, types, start + np.arange(len(frame), dtype=np.float64), day)
-        if schema.kind in LAID_OUT and len(frame):
-            self._pending(table, start, appended=True)
+        """Log and daily tables: the rows follow every stored row. They wait in memory, with the other rows the
+        transaction appends to the table, until the table is read, the transaction commits or they are many. How
+        many rows."""
+        if not len(frame):
+            return 0
+        if table not in self._appended:
+            last = self._last_position(table)
+            self._appended[table] = Appended(0.0 if last is None else last + 1.0, [])
+            if schema.kind in LAID_OUT:
+                self._pending(table, self._appended[table].start, appended=True)
+        self._appended[table].parts.append((frame, types, day))
+        if self._appended[table].rows >= MAX_BUFFERED_ROWS:
+            self._flush(table)
         return len(frame)
+
+    def _flush(self, *tables: str) -> None:
+        """Insert the appended rows of `tables` (of every table: none given), one INSERT per run of days whose
+        frames have the same columns and types."""
+        for table in tables or list(self._appended):
+            appended = self._appended.pop(table, None)
+            if appended is None:
+                continue
+            schema, start, parts = self._schema(table), appended.start, appended.parts
+            while parts:
+                frame, types, _ = parts[0]
+                same = next((i for i, (f, t, _) in enumerate(parts) if
+                             list(f.columns) != list(frame.columns) or t != types), len(parts))
+                run, parts = parts[:same], parts[same:]
+                rows = pd.concat([f for f, _, _ in run], ignore_index=True) if len(run) > 1 else frame
+                days = np.repeat([day for _, _, day in run], [len(f) for f, _, _ in run])
+                self._insert(table, schema, rows, types, start + np.arange(len(rows), dtype=np.float64), days)
+                start += len(rows)
 
     def _write_state(self, table: str, schema: TableSchema, frame: pd.DataFrame, start: float | None,
                      types: Mapping[str, str | None], day: str) -> tuple[int, bool]:
@@ -936,6 +986,7 @@ class IngestStore:
 
     def _settle_all(self) -> None:
         """Before a commit: settle each laid-out table the transaction changed, once, whatever its days."""
+        self._flush()
         days = self.days()
         for table, change in sorted(self._unsettled.items()):
             schema = self._schema(table)
@@ -1014,6 +1065,7 @@ class IngestStore:
         self._schemas = None  # read again: the transaction may have recorded some
         self._lines.clear()
         self._unsettled.clear()
+        self._appended.clear()
         try:
             self._sql("ROLLBACK")
         except duckdb.TransactionException:  # a failed COMMIT already ended the transaction
