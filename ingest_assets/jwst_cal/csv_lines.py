@@ -24,9 +24,10 @@ def csv_lines(rows: pd.DataFrame, float_ints: tuple[str, ...]) -> str:
 def line_lengths(text: bytes) -> np.ndarray:
     """Bytes of each CSV record of `text`, its line break included (a line break inside quotes is part of a field)."""
     data = np.frombuffer(text, dtype=np.uint8)
-    quoted = np.cumsum(data == ord('"')) % 2 == 1
-    ends = np.flatnonzero((data == ord("\n")) & ~quoted)
-    return np.diff(ends, prepend=-1)
+    breaks = data == ord("\n")
+    if b'"' in text:
+        breaks &= ~np.logical_xor.accumulate(data == ord('"'))  # inside quotes after an odd number of them
+    return np.diff(np.flatnonzero(breaks), prepend=-1)
 
 
 @dataclass
