@@ -175,6 +175,27 @@ def test_a_range_with_an_invalid_day_ingests_the_others_and_fails_the_run(folder
         assert sorted(instance.get_materialized_partitions(RAW_DROP)) == good
 
 
+def nircam_product(obs: str, channel: str) -> list[dict]:
+    """Three NIRCam exposures of CHANNEL `channel` and their L3 product."""
+    return [l1(f"jw01234{obs}001_02101_0000{i}_nrca{i}", CRVAL1=10 + i * 1e-4, DETECTOR=f"NRCA{i}", OBSERVTN=obs,
+               FILTER="F200W", PUPIL="NONE", CHANNEL=channel) for i in (1, 2, 3)] + [
+        l3(f"jw01234-o{obs}_t001_nircam_f200w", 1e6, OBSERVTN=obs, FILTER="F200W", PUPIL="NONE")]
+
+
+def test_a_day_the_engine_cannot_ingest_fails_the_run_after_the_days_before_it(tmp_path):
+    inbox, days = tmp_path / "inbox", ["2025-06-01", "2025-06-02", "2025-06-03"]
+    drops = [write_drop(inbox, day, nircam_product(f"00{i}", "MIDDLE" if i == 2 else "SHORT"))
+             for i, day in enumerate(days, start=1)]
+    with dg.instance_for_test() as instance:
+        result = materialize({"inbox": inbox, "out": tmp_path / "out"}, instance, *days)
+        assert not result.success
+        assert failure(result) == (f"{drops[1].name}: exposure jw01234002001_02101_00001_nrca1: no pixel "
+                                   "scale/shape for INSTRUME 'NIRCAM' with CHANNEL 'MIDDLE' (NIRCam needs CHANNEL "
+                                   "SHORT or LONG)")
+        assert materialized(result, PRIORS) == days[:1]
+        assert sorted(instance.get_materialized_partitions(PRIORS)) == days[:1]
+
+
 def test_the_stage_warns_about_l3_rows_without_image_size(tmp_path):
     inbox = tmp_path / "inbox"
     product = "jw01234-o001_t001_nircam_clear-f200w"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ingest_assets.jwst_cal.day import STATE_TABLES, DayReport
-from ingest_assets.jwst_cal.features import IngestError
+from ingest_assets.jwst_cal.drops import DropError
 from ingest_assets.jwst_cal.pipeline import commit_staged, ingest_drop, open_store, scrub_file, stage
 from ingest_assets.jwst_cal.store import MARKER_NAME, IngestStore
 
@@ -179,7 +179,8 @@ def test_a_failing_day_ends_its_group_after_committing_the_days_before_it(tmp_pa
     with open_store(out) as store:
         for drop in drops:
             stage(store, scrub_file(drop))
-        with pytest.raises(IngestError, match="exposure jw01234003001_02101_00001_nrca1: no pixel scale"):
+        failure = f"{drops[2].name}: exposure jw01234003001_02101_00001_nrca1: no pixel scale"
+        with pytest.raises(DropError, match=failure):
             for outcome in commit_staged(store, ["2025-06-01", "2025-06-02", "2025-06-03", "2025-06-04"],
                                          group_seconds=math.inf):
                 committed.append(outcome.day)

@@ -92,12 +92,9 @@ def ingest_scrubbed(scrubbed: ScrubbedDrop, output_dir: Path, *, save_l1: bool =
 
     Bad input raises DropError naming the file, also for values found unusable during the day's ingest.
     """
-    try:
-        with open_store(output_dir, lock_timeout=lock_timeout, export=export) as store:
-            stage(store, scrubbed)
-            outcomes = list(commit_staged(store, [scrubbed.day], save_l1=save_l1))
-    except IngestError as err:
-        raise DropError(Path(scrubbed.file), None, None, str(err)) from err
+    with open_store(output_dir, lock_timeout=lock_timeout, export=export) as store:
+        stage(store, scrubbed)
+        outcomes = list(commit_staged(store, [scrubbed.day], save_l1=save_l1))
     return next(outcome for outcome in outcomes if outcome.day == scrubbed.day)
 
 
@@ -152,9 +149,9 @@ def commit_staged(store: IngestStore, days: list[str], *, save_l1: bool = False,
     """Ingest staged days in date order; yields each day's outcome once it is committed and exported (D8).
 
     Days after the last ingested one are committed in groups: each group is one transaction, closed as soon as its
-    days took `group_seconds` (0: each day alone), then exported. A day the engine cannot ingest ends its group: the
-    days before it are committed, then its error is raised (a failure of the store rolls the whole group back,
-    its days stay staged). A day not after the last ingested one replaces that
+    days took `group_seconds` (0: each day alone), then exported. A day whose values the engine cannot ingest ends
+    its group: the days before it are committed, then a DropError naming its file is raised (a failure of the store
+    rolls the whole group back, its days stay staged). A day not after the last ingested one replaces that
     day's contribution (D14): the days from it on are rolled back and ingested again from their staged rows, later
     ones with the `save_l1` they were ingested with, all in one transaction, so the outputs always equal a run of
     every day in date order. Yields the outcome of every day written, requested or replayed, in date order.
@@ -221,7 +218,10 @@ def _ingest_one(store: IngestStore, scrubbed: ScrubbedDrop, save_l1: bool) -> Da
         tails={table: tail.rows for table, tail in tails.items()}, codes=store.current(CODES_TABLE),
         rows_before={table: store.rows_before(table, tails[table].start) for table in ("ingest", "training")},
     )
-    result = ingest_day(scrubbed, tables, save_l1=save_l1)
+    try:
+        result = ingest_day(scrubbed, tables, save_l1=save_l1)
+    except IngestError as err:
+        raise DropError(Path(scrubbed.file), None, None, str(err)) from err
     state = {table: Tail(tails[table].start, rows) for table, rows in result.tails.items()}
     store.write_day(scrubbed.day, state=state, log=result.log, daily=result.daily,
                     report=asdict(result.outcome.report))

@@ -22,7 +22,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (  # n
 from ingest_assets.defs.jwst_cal.partitions import PREVIOUS_DAY, daily_partitions
 from ingest_assets.defs.jwst_cal.resources import JwstCalStore
 from ingest_assets.jwst_cal.day import DayOutcome
-from ingest_assets.jwst_cal.features import IngestError
+from ingest_assets.jwst_cal.drops import DropError
 from ingest_assets.jwst_cal.pipeline import DropRead, commit_staged, stage
 from ingest_assets.jwst_cal.store import ExportIncompleteError, StoreError
 
@@ -166,7 +166,7 @@ def _failing_cleanly() -> Iterator[None]:
     """Store failures and values the engine cannot process fail the step with their one-line message."""
     try:
         yield
-    except (IngestError, StoreError, ExportIncompleteError) as err:
+    except (DropError, StoreError, ExportIncompleteError) as err:
         raise dg.Failure(description=str(err)) from err
 
 
