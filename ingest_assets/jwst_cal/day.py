@@ -68,8 +68,8 @@ class DayOutcome:
     train_rows: dict[str, pd.DataFrame] = field(repr=False)
     backlog_since: str | None = None  # the drop day of the oldest exposure in the backlog after the day
     seconds: float = 0.0  # reading the day's tables, ingesting it and writing it
-    columns: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict, repr=False)  # (name, type) of
-    # each table the day wrote, after the day
+    # the columns (name, stored type) of each table the day wrote, as they are after the day
+    columns: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)

@@ -177,7 +177,8 @@ def commit_staged(store: IngestStore, days: list[str], *, save_l1: bool = False,
 def _commit_group(store: IngestStore, days: list[str], save_l1: bool,
                   group_seconds: float) -> Generator[DayOutcome, None, list[DayOutcome]]:
     """Commit the first days of `days` in one transaction, until they took `group_seconds`; yields and returns their
-    outcomes. When a day fails, the days before it are committed on their own, then its error is raised."""
+    outcomes. When a day's values cannot be ingested, the days before it are committed on their own, then its
+    DropError is raised."""
     start, outcomes = time.perf_counter(), []
     try:
         with store.transaction():
@@ -185,9 +186,7 @@ def _commit_group(store: IngestStore, days: list[str], save_l1: bool,
                 outcomes.append(_ingest_one(store, _staged_drop(store, day), save_l1))
                 if time.perf_counter() - start >= group_seconds:
                     break
-    except (ExportIncompleteError, StoreError):
-        raise
-    except Exception:
+    except DropError:
         if outcomes:  # the group was rolled back with the failing day: commit the days before it alone
             with store.transaction():
                 outcomes = [_ingest_one(store, _staged_drop(store, day), save_l1) for day in days[:len(outcomes)]]
