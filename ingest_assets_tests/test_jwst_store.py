@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ingest_assets.jwst_cal import store as store_module
 from ingest_assets.jwst_cal.store import (
     DB_NAME, MARKER_NAME, ExportIncompleteError, IngestStore, StoreCorruptError, StoreError, StoreLockedError,
     StoreMissingError, Tail,
@@ -336,11 +337,12 @@ def test_rollback_of_several_days_restores_the_earlier_state(tmp_path):
     assert exported(tmp_path) == exported(fresh)
 
 
-def test_days_committed_together_then_rolled_back_into_export_as_days_committed_alone(tmp_path):
+@pytest.mark.parametrize("kept", [True, False], ids=["lines kept", "lines formatted again"])
+def test_days_committed_together_then_rolled_back_into_export_as_days_committed_alone(tmp_path, monkeypatch, kept):
     """Five days in one transaction: a row that lives from day 2 is removed on day 4, an int column gets missing
     values on day 3 (its numbers are written as floats from then on). Rolled back to day 3 and days written again
     otherwise (the row stays, a later row changes), one per transaction, the files equal those of these days
-    committed one by one."""
+    committed one by one; also when the new rows' text is too long to be kept for the export."""
     first = [["a", "b"], ["a", "b", "c"], ["a", "b", "c"], ["a", "b"], ["a", "b", "d"]]
     again = [*first[:3], ["a", "b", "c", "e"], ["a", "b", "c", "e", "f"], ["a", "b", "c", "e", "f"]]
 
@@ -351,7 +353,12 @@ def test_days_committed_together_then_rolled_back_into_export_as_days_committed_
                 "log": {"mosaics": mosaics if i != 2 else mosaics[["Dataset"]]}, "daily": {}, "report": {}}
 
     days = [f"2024-03-0{i + 1}" for i in range(6)]
-    with IngestStore(tmp_path) as store:
+    alone = tmp_path / "alone"
+    write_days(alone, [(days[i], inputs(names, i)) for i, names in enumerate(again)])
+    if not kept:
+        monkeypatch.setattr(store_module, "MAX_KEPT_BYTES", 10)
+    out = tmp_path / "out"
+    with IngestStore(out) as store:
         with store.transaction():
             for i, names in enumerate(first):
                 store.write_day(days[i], **inputs(names, i))
@@ -360,10 +367,8 @@ def test_days_committed_together_then_rolled_back_into_export_as_days_committed_
         for i in range(2, 6):
             with store.transaction():
                 store.write_day(days[i], **inputs(again[i], i))
-    fresh = tmp_path / "fresh"
-    write_days(fresh, [(days[i], inputs(names, i)) for i, names in enumerate(again)])
-    assert exported(tmp_path) == exported(fresh)
-    assert (fresh / "mosaics.csv").read_text().splitlines()[1:3] == ["m0,0.0", "m1,1.0"]
+    assert exported(out) == exported(alone)
+    assert (alone / "mosaics.csv").read_text().splitlines()[1:3] == ["m0,0.0", "m1,1.0"]
 
 
 def test_an_error_inside_a_transaction_changes_nothing(tmp_path):

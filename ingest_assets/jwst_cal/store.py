@@ -40,7 +40,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from .csv_lines import FormattedLines, csv_lines, header_line
+from .csv_lines import FormattedLines, csv_lines, header_line, line_lengths
 
 DB_NAME = "jwst-cal.duckdb"
 MARKER_NAME = ".jwst-cal-export"
@@ -56,6 +56,7 @@ ROW_COLS = ("_added", "_removed", "_pos", "_len")
 LAID_OUT = ("state", "log")  # kinds exported piecewise, with a line length per row
 MIN_GAP = 1e-6  # smallest spacing of new positions inside a gap before renumbering
 MAX_BUFFERED_ROWS = 50_000  # rows appended to a table by a transaction that wait in memory for one INSERT
+MAX_KEPT_BYTES = 128 << 20  # text of a table's new rows kept for the export; more (a long replay) is formatted again
 TABLE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 DOUBLE, BIGINT, BOOLEAN, VARCHAR = "DOUBLE", "BIGINT", "BOOLEAN", "VARCHAR"
 # How DuckDB sees incoming pandas columns -> stored type; None: every value is missing (an object column of NaN).
@@ -1034,7 +1035,11 @@ class IngestStore:
         if not len(rows):
             return
         text = csv_lines(rows, schema.float_ints).encode()
-        lengths = pd.DataFrame({"_pos": positions, "_len": self._lines.add(table, positions, text)})
+        if len(text) > MAX_KEPT_BYTES:
+            self._lines.forget(table)
+            lengths = pd.DataFrame({"_pos": positions, "_len": line_lengths(text)})
+        else:
+            lengths = pd.DataFrame({"_pos": positions, "_len": self._lines.add(table, positions, text)})
         self._query_frame(lengths, f"UPDATE {table_ref(table)} AS t SET _len = incoming._len FROM incoming "
                                    "WHERE t._removed IS NULL AND t._pos = incoming._pos")
 
