@@ -36,6 +36,7 @@ test: install
 ui: install
 	mkdir -p $(DAGSTER_HOME)
 	cp deploy/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster instance concurrency set jwst_cal_store 1
 	JWST_CAL_INBOX=data/jwst_cal/inbox JWST_CAL_OUTPUT=data/jwst_cal/out JWST_CAL_SAVE_L1=1 \
 	JWST_CAL_FIRST_DAY=2025-03-01 JWST_CAL_LAST_DAY=2025-03-07 HST_SVM_ALLOW_UNRESOLVED=1 \
 	$(BIN)/dagster dev -w workspace.yaml

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ingest_assets.defs.jwst_cal.assets import STORE_POOL
+
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 90
 
@@ -81,11 +83,19 @@ def dagster_dev(home: Path, env: dict[str, str], log_path: Path) -> Iterator[sub
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text()
                                        + "\nrun_queue:\n  dequeue_interval_seconds: 1\n")
+    limit_store_pool(env | {"DAGSTER_HOME": str(home)})
     port = free_port()
     args = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
     with started(args, env | {"DAGSTER_HOME": str(home)}, log_path, lambda: answers(port)) as server:
         server.port = port
         yield server
+
+
+def limit_store_pool(env: dict[str, str]) -> None:
+    """Set the limit of the output database's pool on the instance of `env`, as a deployment does before its first
+    run (deploy/dagster.yaml)."""
+    subprocess.run([sys.executable, "-m", "dagster", "instance", "concurrency", "set", STORE_POOL, "1"], cwd=REPO,
+                   env=os.environ | env, check=True, capture_output=True, timeout=START_TIMEOUT)
 
 
 @contextmanager

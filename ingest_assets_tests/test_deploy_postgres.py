@@ -25,7 +25,9 @@ import yaml
 
 from ingest_assets.defs.jwst_cal.assets import PRIORS
 from ingest_assets.defs.jwst_cal.automation import RANGE_END, RANGE_START
-from ingest_assets_tests.dagster_dev import REPO, answers, folder_env, free_port, graphql, started, wait_for
+from ingest_assets_tests.dagster_dev import (
+    REPO, answers, folder_env, free_port, graphql, limit_store_pool, started, wait_for,
+)
 from ingest_assets_tests.golden import compare_outputs, golden_days
 
 PRODUCTION = REPO / "deploy" / "production"
@@ -151,6 +153,7 @@ def test_the_production_deployment_ingests_drops_with_its_history_in_postgres(tm
         "JWST_CAL_SAVE_L1": "1", "DAGSTER_HOME": str(home),
         "DAGSTER_CODE_SERVER_HOST": "127.0.0.1", "DAGSTER_CODE_SERVER_PORT": str(code_port)}
     workspace = str(PRODUCTION / "workspace.yaml")
+    limit_store_pool(env)
     logs = [tmp_path / f"{name}.log" for name in ("code_server", "daemon", "webserver")]
     with ExitStack() as stack:
         grpc = ["api", "grpc", "-m", "ingest_assets.definitions", "-h", "127.0.0.1", "-p", str(code_port)]

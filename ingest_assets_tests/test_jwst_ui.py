@@ -20,6 +20,14 @@ SENSOR = {"repositoryLocationName": "ingest_assets", "repositoryName": "__reposi
 SENSOR_ID = "query ($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { ... on Sensor { id } } }"
 STOP = "mutation ($id: String) { stopSensor(id: $id) { ... on StopSensorMutationResult { instigationState { status } } } }"
 START = "mutation ($s: SensorSelector!) { startSensor(sensorSelector: $s) { ... on Sensor { sensorState { status } } } }"
+LAUNCH_RUNS = """
+mutation Launch($runs: [ExecutionParams!]!) {
+  launchMultipleRuns(executionParamsList: $runs) {
+    __typename ... on LaunchMultipleRunsResult { launchMultipleRunsResult { __typename } }
+    ... on PythonError { message }
+  }
+}
+"""
 LAUNCH = """
 mutation Launch($params: LaunchBackfillParams!) {
   launchPartitionBackfill(backfillParams: $params) {
@@ -81,6 +89,31 @@ def test_drops_landing_at_once_are_ingested_in_one_run(tmp_path):
     assert {h.partition: h.status.value for h in history} == {days[0].date: "FAILED", days[1].date: "SUCCEEDED"}
     last = days[-1]
     assert compare_outputs(last.expected_dir, out, previous_expected_dir=last.previous_expected_dir, run=last.run) == []
+
+
+@pytest.mark.ui
+def test_two_runs_launched_together_on_a_new_instance_run_one_after_the_other(tmp_path):
+    """Two day runs of the asset graph launched in one request (as the UI's Materialize launches them: no
+    `ingest/serial` tag, only the store's pool), the first runs of the pool on a new instance. Without the pool's
+    limit set before the first run, the daemon often launched both at once (one run in four here)."""
+    home, inbox = tmp_path / "dagster_home", tmp_path / "jwst" / "inbox"
+    inbox.mkdir(parents=True)
+    log = tmp_path / "dagster_dev.log"
+    with dagster_dev(home, folder_env(tmp_path) | {"JWST_CAL_SAVE_L1": "1"}, log) as server:
+        graphql(server.port, STOP, {"id": graphql(server.port, SENSOR_ID, {"s": SENSOR})["sensorOrError"]["id"]})
+        for day in SMALL[:2]:
+            shutil.copy(day.drop, inbox)
+        job = {key: SENSOR[key] for key in ("repositoryLocationName", "repositoryName")} | {
+            "jobName": "__ASSET_JOB", "assetSelection": [{"path": k.path} for a in JWST_ASSETS for k in a.keys]}
+        runs = [{"selector": job, "executionMetadata": {"tags": [{"key": "dagster/partition", "value": day.date}]}}
+                for day in SMALL[:2]]
+        answer = graphql(server.port, LAUNCH_RUNS, {"runs": runs})["launchMultipleRuns"]
+        assert [r["__typename"] for r in answer["launchMultipleRunsResult"]] == ["LaunchRunSuccess"] * 2, answer
+        done = wait_for(lambda: partitions(home, PRIORS) == {d.date for d in SMALL[:2]} and idle(home), TIMEOUT,
+                        server)
+        assert done, log.read_text()[-3000:]
+        first, second = store_runs(home)
+    assert first.end_time <= second.start_time, "two runs wrote the store at once"
 
 
 @pytest.mark.ui
