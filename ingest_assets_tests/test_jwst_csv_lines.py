@@ -37,19 +37,14 @@ def test_kept_lines_of_any_rows_in_any_order_equal_those_rows_written():
     order = [4, 0, 2]
     assert kept.text("t", positions[order]) == lines_of(ROWS.iloc[order])
 
-    kept.remove("t", positions[[1, 3]])
-    assert kept.unknown("t", positions).tolist() == [11.0, 13.0]
-    assert kept.text("t", positions[[0, 2, 4]]) == lines_of(ROWS.iloc[[0, 2, 4]])
+    assert kept.unknown("t", np.array([11.0, 14.0])).tolist() == [14.0]
     with pytest.raises(KeyError, match="no line kept"):
-        kept.text("t", positions)
+        kept.text("t", np.array([10.0, 14.0]))
 
 
-def test_forgotten_or_cleared_tables_keep_nothing():
+def test_cleared_tables_keep_nothing():
     kept = FormattedLines()
-    kept.add("t", np.array([1.0]), lines_of(ROWS.iloc[:1]))
     kept.add("u", np.array([1.0]), lines_of(ROWS.iloc[:1]))
-    kept.forget("t")
-    assert kept.unknown("t", np.array([1.0])).tolist() == [1.0]
     assert kept.text("u", np.array([1.0])) == lines_of(ROWS.iloc[:1])
     kept.clear()
     assert kept.unknown("u", np.array([1.0])).tolist() == [1.0]

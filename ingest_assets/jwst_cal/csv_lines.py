@@ -46,18 +46,14 @@ class Lines:
 
 
 class FormattedLines:
-    """The lines formatted as a transaction's new rows get their line length, per table and row position, so that
-    the export after its commit formats no row a second time. Removed rows leave it; a table whose rows all changed
-    format is forgotten."""
+    """The lines formatted as a transaction settles (after all its writes, as its new rows get their line length),
+    per table and row position, so that the export after its commit formats no row a second time."""
 
     def __init__(self) -> None:
         self._tables: dict[str, Lines] = {}
 
     def clear(self) -> None:
         self._tables.clear()
-
-    def forget(self, table: str) -> None:
-        self._tables.pop(table, None)
 
     def add(self, table: str, positions: np.ndarray, text: bytes) -> np.ndarray:
         """Keep the lines `text` of the rows at `positions` (in that order); their lengths."""
@@ -71,13 +67,6 @@ class FormattedLines:
             np.concatenate([known.lengths, lengths]),
             np.concatenate([known.data, np.frombuffer(text, dtype=np.uint8)]))
         return lengths
-
-    def remove(self, table: str, positions: np.ndarray) -> None:
-        """The rows at `positions` are gone."""
-        known = self._tables.get(table)
-        if known is not None and len(positions):
-            keep = ~np.isin(known.positions, positions)
-            self._tables[table] = Lines(known.positions[keep], known.offsets[keep], known.lengths[keep], known.data)
 
     def unknown(self, table: str, positions: np.ndarray) -> np.ndarray:
         """Those of `positions` whose line is not kept."""

@@ -674,7 +674,6 @@ class IngestStore:
         self._require_transaction()
         check_day(day)
         self._flush()
-        self._lines.clear()
         for table in self._tables():
             ref = table_ref(table)
             first = self._sql(f"SELECT min(_pos) FROM {ref} WHERE _added >= ? OR _removed >= ?", [day, day])[0][0]
@@ -845,7 +844,6 @@ class IngestStore:
             [DATA_SCHEMA, table])
         self._alter_columns(table, {n: t for n, t in physical if n not in ROW_COLS}, schema)
         if schema.kind in LAID_OUT:
-            self._clear_lengths(table)
             self._unsettle(table, Unsettled(reflow=True))
 
     # --- rows ---------------------------------------------------------------------------------------------------------
@@ -971,7 +969,6 @@ class IngestStore:
                 diff = RowDiff(np.arange(len(new_h)), base + 1.0 + np.arange(len(new_h), dtype=np.float64),
                                stored_pos)
         if len(diff.gone_pos):
-            self._lines.remove(table, diff.gone_pos)
             self._query_frame(pd.DataFrame({"_pos": diff.gone_pos}),
                               f"UPDATE {ref} AS t SET _removed = ? FROM incoming "
                               "WHERE t._removed IS NULL AND t._pos = incoming._pos", [day])
@@ -1026,7 +1023,6 @@ class IngestStore:
         return {column for column, count in zip(columns, counts) if count}
 
     def _clear_lengths(self, table: str) -> None:
-        self._lines.forget(table)
         self._sql(f"UPDATE {table_ref(table)} SET _len = NULL WHERE _removed IS NULL")
 
     def _fill_lengths(self, table: str, schema: TableSchema) -> None:
@@ -1035,12 +1031,9 @@ class IngestStore:
         if not len(rows):
             return
         text = csv_lines(rows, schema.float_ints).encode()
-        if len(text) > MAX_KEPT_BYTES:
-            self._lines.forget(table)
-            lengths = pd.DataFrame({"_pos": positions, "_len": line_lengths(text)})
-        else:
-            lengths = pd.DataFrame({"_pos": positions, "_len": self._lines.add(table, positions, text)})
-        self._query_frame(lengths, f"UPDATE {table_ref(table)} AS t SET _len = incoming._len FROM incoming "
+        kept = len(text) <= MAX_KEPT_BYTES
+        lengths = self._lines.add(table, positions, text) if kept else line_lengths(text)
+        self._query_frame(pd.DataFrame({"_pos": positions, "_len": lengths}), f"UPDATE {table_ref(table)} AS t SET _len = incoming._len FROM incoming "
                                    "WHERE t._removed IS NULL AND t._pos = incoming._pos")
 
     def _pending(self, table: str, start: float | None, *, appended: bool = False, whole: bool = False) -> None:
