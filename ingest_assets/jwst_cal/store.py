@@ -329,25 +329,28 @@ def diff_rows(stored_h: np.ndarray, stored_pos: np.ndarray, new_h: np.ndarray, l
     return RowDiff(added, positions[added], stored_pos[~np.isin(stored_pos, matched)])
 
 
-def read_back(values: pd.Series, typ: str) -> pd.Series:
-    """A stored column as pandas holds it: text as object str with np.nan; BIGINT with missing values as float64,
-    BOOLEAN with missing values as object."""
-    if typ == DOUBLE:
-        return values.astype(np.float64)
-    if typ == VARCHAR and isinstance(values.dtype, pd.StringDtype) and isinstance(values.dtype.na_value, float):
-        return values.astype(object)  # pandas' str dtype already marks missing values with np.nan
-    missing = values.isna()
-    if not missing.any():
-        return values.astype({BIGINT: np.int64, BOOLEAN: bool}.get(typ, object))
-    if typ == BIGINT:
-        return values.astype(np.float64)
-    return values.astype(object).where(~missing, np.nan)
+def read_back(values: np.ndarray, typ: str) -> np.ndarray:
+    """A stored column (a DuckDB result array, masked where NULL) as pandas holds it: text as object str with
+    np.nan; BIGINT with missing values as float64, BOOLEAN with missing values as object."""
+    data = np.ma.getdata(values)
+    missing = np.ma.getmaskarray(values) if np.ma.is_masked(values) else None
+    if missing is None and typ in (BIGINT, BOOLEAN):
+        return data.astype({BIGINT: np.int64, BOOLEAN: bool}[typ], copy=False)
+    column = data.astype(np.float64 if typ in (DOUBLE, BIGINT) else object, copy=False)
+    if missing is not None:
+        column[missing] = np.nan
+    return column
 
 
-def to_pandas(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
-    """The recorded columns of a DuckDB result, in recorded order, with read-back types."""
-    columns = {name: read_back(frame[name], typ) for name, typ in schema.columns}
-    return pd.DataFrame(columns, columns=schema.names, copy=False).reset_index(drop=True)
+def to_pandas(arrays: Mapping[str, np.ndarray], schema: TableSchema, order: np.ndarray | None = None
+              ) -> pd.DataFrame:
+    """The recorded columns of a DuckDB result (`fetchnumpy`), in recorded order (rows in `order`), with read-back
+    types (text stays object: pandas would make it its str dtype)."""
+    columns = {}
+    for name, typ in schema.columns:
+        column = read_back(arrays[name] if order is None else arrays[name][order], typ)
+        columns[name] = pd.Series(column, dtype=column.dtype, copy=False)
+    return pd.DataFrame(columns, columns=schema.names, copy=False)
 
 
 def json_default(value):
@@ -615,7 +618,7 @@ class IngestStore:
             wanted = TableSchema("staged", tuple((name, typ) for name, typ in columns))
             stored = self._schema(table)
             if stored is None:  # only ever staged without rows
-                frames[table] = to_pandas(pd.DataFrame(columns=wanted.names, dtype=object), wanted)
+                frames[table] = to_pandas({name: np.empty(0, dtype=object) for name in wanted.names}, wanted)
                 continue
             physical = dict(stored.columns)
             exprs = [f"{convert_expr(quote(name), physical[name], typ)} AS {quote(name)}" for name, typ in columns]
@@ -854,12 +857,13 @@ class IngestStore:
         `exprs` gives the schema's columns (default: the stored columns of those names).
         """
         select = ", ".join(exprs or [quote(n) for n in schema.names])
-        frame = self._con.execute(f"SELECT {select}, _pos FROM {table_ref(table)} WHERE {where}", params or []).df()
-        positions = frame["_pos"].to_numpy()
+        result = self._con.execute(f"SELECT {select}, _pos FROM {table_ref(table)} WHERE {where}",
+                                   params or []).fetchnumpy()
+        positions, order = result["_pos"], None
         if np.any(np.diff(positions) < 0):
             order = np.argsort(positions, kind="stable")
-            frame, positions = frame.take(order), positions[order]
-        return to_pandas(frame, schema), positions
+            positions = positions[order]
+        return to_pandas(result, schema, order), positions
 
     def _rows(self, table: str, schema: TableSchema, where: str, params: list | None = None) -> pd.DataFrame:
         return self._select(table, schema, where, params)[0]
