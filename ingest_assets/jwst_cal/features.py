@@ -29,23 +29,23 @@ def pixel_geometry(exp: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarra
     """Pixel scale (arcsec/pix) and detector shape of each exposure."""
     instr = exp["INSTRUME"].astype(str).str.upper()
     channel = exp["CHANNEL"].astype(str).str.upper()
-    scale = pd.Series(np.nan, index=exp.index)
-    nircam = (instr == "NIRCAM") & channel.isin(list(NIRCAM_SCALES))
-    scale[nircam] = channel[nircam].map(NIRCAM_SCALES)
-    miri = instr == "MIRI"
-    scale[miri] = np.where(exp.loc[miri, "EXP_TYPE"] == "MIR_MRS", MIRI_SCALES["MIR_MRS"], MIRI_SCALES["GEN"])
-    other = ~nircam & ~miri
-    scale[other] = instr[other].map(PIXEL_SCALES)
-    nx = instr.map({k: v[0] for k, v in DETECTOR_SHAPES.items()})
-    ny = instr.map({k: v[1] for k, v in DETECTOR_SHAPES.items()})
-    bad = scale.isna() | nx.isna()
+    nircam = ((instr == "NIRCAM") & channel.isin(list(NIRCAM_SCALES))).to_numpy()
+    miri = (instr == "MIRI").to_numpy()
+    mrs = (exp["EXP_TYPE"] == "MIR_MRS").to_numpy()
+    scale = np.select(
+        [nircam, miri],
+        [channel.map(NIRCAM_SCALES).to_numpy(float), np.where(mrs, MIRI_SCALES["MIR_MRS"], MIRI_SCALES["GEN"])],
+        instr.map(PIXEL_SCALES).to_numpy(float))
+    nx = instr.map({k: v[0] for k, v in DETECTOR_SHAPES.items()}).to_numpy(float)
+    ny = instr.map({k: v[1] for k, v in DETECTOR_SHAPES.items()}).to_numpy(float)
+    bad = np.isnan(scale) | np.isnan(nx)
     if bad.any():
         row = exp.loc[bad].iloc[0]
         raise IngestError(
             f"exposure {row['dname']}: no pixel scale/shape for INSTRUME {row['INSTRUME']!r} with CHANNEL "
             f"{row['CHANNEL']!r} (NIRCam needs CHANNEL SHORT or LONG)"
         )
-    return scale.to_numpy(float), nx.to_numpy(float), ny.to_numpy(float)
+    return scale, nx, ny
 
 
 def _join_segments(values: pd.Series, groups: pd.Series) -> pd.Series:
@@ -107,6 +107,9 @@ def _nircam_detector_group(detector: pd.Series) -> pd.Series:
     return detector.where(grouped == "", grouped)
 
 
+_text = np.frompyfunc(str, 1, 1)  # str() of each value of an object array, kept as object
+
+
 def unencoded_features(bucket: str, raw: pd.DataFrame) -> pd.DataFrame:
     """The reference's feature frame before categorical encoding (NaNdler and value grouping applied)."""
     cols = {c.lower(): raw[c] for c in raw.columns}
@@ -115,11 +118,14 @@ def unencoded_features(bucket: str, raw: pd.DataFrame) -> pd.DataFrame:
     for col in frame.columns:
         if col in CONTINUOUS_FEATURES:
             frame[col] = pd.to_numeric(frame[col], errors="coerce").fillna(0.0)
-        elif col in BOOLEAN_FEATURES:
-            frame[col] = frame[col].astype(str).isin(TRUEVALS).astype(np.int64)
-        elif col in CATEGORICAL_FEATURES:
-            text = frame[col].astype(object)
-            frame[col] = text.where(text.notna() & ~text.astype(str).isin(CATEGORICAL_NANS), "NONE").astype(str)
+    # The boolean and the categorical columns each in one block, as the text of their values (str(), as astype(str)).
+    flags = [c for c in frame.columns if c in BOOLEAN_FEATURES]
+    frame[flags] = np.isin(_text(frame[flags].to_numpy(dtype=object)), list(TRUEVALS)).astype(np.int64)
+    categories = [c for c in frame.columns if c in CATEGORICAL_FEATURES]
+    values = frame[categories].to_numpy(dtype=object)
+    text = _text(values)
+    named = np.where(pd.isna(values) | np.isin(text, list(CATEGORICAL_NANS)), "NONE", text)
+    frame[categories] = pd.DataFrame(named, index=frame.index, columns=categories).astype(str)
     frame["detector"] = _nircam_detector_group(frame["detector"])
     sub = frame["subarray"]
     for prefix in SUBARRAY_PREFIXES:
@@ -142,12 +148,13 @@ def encode_features(
         table = dict(KEYPAIR_DATA[col])
         known = codes.loc[codes["column"] == col] if len(codes) else codes
         table.update(zip(known.get("value", []), known.get("code", [])))
-        seen = pd.unique(pd.concat([f[col] for f in encoded.values()])) if encoded else []
-        unseen = sorted(v for v in seen if v not in table)
+        values = pd.concat([f[col] for f in encoded.values()]) if encoded else pd.Series([], dtype=object)
+        unseen = sorted(v for v in pd.unique(values) if v not in table)
         start = max(table.values()) + 1
         for offset, value in enumerate(unseen):
             table[value] = start + offset
             new_rows.append({"column": col, "value": value, "code": start + offset})
-        for frame in encoded.values():
-            frame[col] = frame[col].map(table).astype(np.int64)
+        coded = values.map(table).astype(np.int64).to_numpy()  # every bucket's column in one lookup
+        for frame, part in zip(encoded.values(), np.split(coded, np.cumsum([len(f) for f in encoded.values()]))):
+            frame[col] = part
     return encoded, pd.DataFrame(new_rows, columns=["column", "value", "code"])
