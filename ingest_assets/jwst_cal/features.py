@@ -155,6 +155,6 @@ def encode_features(
             table[value] = start + offset
             new_rows.append({"column": col, "value": value, "code": start + offset})
         coded = values.map(table).astype(np.int64).to_numpy()  # every bucket's column in one lookup
-        for frame, part in zip(encoded.values(), np.split(coded, np.cumsum([len(f) for f in encoded.values()]))):
+        for frame, part in zip(encoded.values(), np.split(coded, np.cumsum([len(f) for f in encoded.values()])[:-1])):
             frame[col] = part
     return encoded, pd.DataFrame(new_rows, columns=["column", "value", "code"])

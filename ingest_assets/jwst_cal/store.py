@@ -1053,10 +1053,10 @@ class IngestStore:
             return csv_lines(self._rows(table, schema, "_removed IS NULL AND _pos >= ?", [start]),
                              schema.float_ints).encode()
         if len(unknown):
-            # The range lets DuckDB skip the row groups of older versions: the cost stays that of the tail.
+            # `_pos >= start` lets DuckDB skip the row groups of older versions: the cost stays that of the tail.
             rows, unknown = self._select(
-                table, schema, "_removed IS NULL AND _pos BETWEEN ? AND ? AND _pos IN (SELECT unnest(?::DOUBLE[]))",
-                [float(unknown[0]), float(unknown[-1]), unknown.tolist()])
+                table, schema, "_removed IS NULL AND _pos >= ? AND _pos IN (SELECT unnest(?::DOUBLE[]))",
+                [start, unknown.tolist()])
             self._lines.add(table, unknown, csv_lines(rows, schema.float_ints).encode())
         return self._lines.text(table, positions)
 
