@@ -255,6 +255,18 @@ def test_types_widen_and_read_back_as_pandas_would_hold_them(tmp_path):
     assert (tmp_path / "log.csv").read_text() == "n,flag,x,s\n1.0,True,1,a\n2.0,False,2,b\n2.5,maybe,3,\n,no,4,c\n"
 
 
+def test_a_text_column_without_values_is_stored_as_text_and_its_rows_stay_unchanged(tmp_path):
+    """DuckDB scans a pandas `str` column holding only missing values as NULL-typed: stored as text all the same."""
+    first = pd.DataFrame({"k": [1, 2], "s": pd.Series([np.nan, np.nan], dtype="str")})
+    second = pd.DataFrame({"k": [1, 2, 3], "s": pd.Series([np.nan, np.nan, "x"], dtype="str")})
+    write_days(tmp_path, [(DAYS[0], state_day(first)), (DAYS[1], state_day(second))])
+    with IngestStore(tmp_path) as store:
+        assert store.columns("t") == (("k", "BIGINT"), ("s", "VARCHAR"))
+    assert versions(tmp_path, "t")[["k", "_added", "_removed"]].values.tolist() == [
+        [1, DAYS[0], None], [2, DAYS[0], None], [3, DAYS[1], None]]
+    assert (tmp_path / "t.csv").read_text() == "k,s\n1,\n2,\n3,x\n"
+
+
 def test_int_column_with_missing_values_reads_back_as_float(tmp_path):
     first = pd.DataFrame({"k": ["a"], "v": [7]})
     second = pd.DataFrame({"k": ["b"]})  # lacks v

@@ -206,6 +206,13 @@ def check_frame(table: str, frame: pd.DataFrame) -> None:
         raise ValueError(f"{table}: rows without columns")
 
 
+def columns_of(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """A frame's columns as numpy arrays, as the store hands incoming rows to DuckDB: it scans them in about 60% of
+    the time it takes for the DataFrame. Values scan alike; a pandas text column without values scans as NULL-typed
+    rather than VARCHAR, which changes nothing here: the store types incoming columns itself (`column_type`)."""
+    return {name: column.to_numpy() for name, column in frame.items()}
+
+
 def column_type(values: pd.Series) -> str | None:
     """Stored type of an incoming column, told by its dtype or, for objects, by the kind of its values; UNKNOWN
     when only DuckDB's scan can tell."""
@@ -873,7 +880,7 @@ class IngestStore:
         types = {name: column_type(frame[name]) for name in frame.columns}
         scan = [name for name, typ in types.items() if typ == UNKNOWN]  # as DuckDB sees their values
         if scan:
-            scanned = self._query_frame(frame[scan], "DESCRIBE incoming")["column_type"]
+            scanned = self._query_columns(columns_of(frame[scan]), "DESCRIBE incoming")["column_type"]
             if unsupported := [f"{n}: {t}" for n, t in zip(scan, scanned) if t not in SCAN_TYPES]:
                 raise TypeError(f"unsupported column types {unsupported} (float, int, bool and text only)")
             types |= {name: SCAN_TYPES[t] for name, t in zip(scan, scanned)}
@@ -884,9 +891,10 @@ class IngestStore:
         """SQL giving each recorded column from the incoming frame (its `types`) in the stored type, NULL if absent."""
         return [cast_expr(quote(n), types[n], t) if n in types else f"NULL::{t}" for n, t in schema.columns]
 
-    def _query_frame(self, frame: pd.DataFrame, sql: str, params: list | None = None) -> dict[str, np.ndarray]:
-        """Run `sql` with `frame` visible as the view `incoming`; the result as numpy arrays."""
-        self._con.register("incoming", frame)
+    def _query_columns(self, columns: Mapping[str, np.ndarray], sql: str, params: list | None = None
+                     ) -> dict[str, np.ndarray]:
+        """Run `sql` with `columns` visible as the view `incoming`; the result as numpy arrays."""
+        self._con.register("incoming", columns)
         try:
             return self._con.execute(sql, params or []).fetchnumpy()
         finally:
@@ -898,10 +906,11 @@ class IngestStore:
         length still unknown)."""
         if not len(frame):
             return
-        rows = frame.assign(_pos=positions, _added=day)
+        added = np.full(len(frame), day, dtype=object) if isinstance(day, str) else np.asarray(day, dtype=object)
+        rows = columns_of(frame) | {"_pos": positions, "_added": added}
         values = ", ".join(self._select_list(schema, types))
         columns = ", ".join(quote(n) for n in schema.names)
-        self._query_frame(rows, f"INSERT INTO {table_ref(table)} ({columns}, _added, _removed, _pos) "
+        self._query_columns(rows, f"INSERT INTO {table_ref(table)} ({columns}, _added, _removed, _pos) "
                                 f"SELECT {values}, _added, NULL, _pos FROM incoming")
 
     def _last_position(self, table: str, before: float | None = None) -> float | None:
@@ -958,7 +967,7 @@ class IngestStore:
         new_h = np.empty(0, dtype=np.uint64)
         if len(frame):
             values = ", ".join(self._select_list(schema, types))
-            new_h = self._query_frame(frame, f"SELECT hash({values}) AS h FROM incoming")["h"]
+            new_h = self._query_columns(columns_of(frame), f"SELECT hash({values}) AS h FROM incoming")["h"]
         n = len(stored_h)
         appended = len(new_h) >= n and np.array_equal(new_h[:n], stored_h)
         if appended:  # the usual day: rows appended
@@ -973,7 +982,7 @@ class IngestStore:
                 diff = RowDiff(np.arange(len(new_h)), base + 1.0 + np.arange(len(new_h), dtype=np.float64),
                                stored_pos)
         if len(diff.gone_pos):
-            self._query_frame(pd.DataFrame({"_pos": diff.gone_pos}),
+            self._query_columns({"_pos": diff.gone_pos},
                               f"UPDATE {ref} AS t SET _removed = ? FROM incoming "
                               "WHERE t._removed IS NULL AND t._pos = incoming._pos", [day])
         self._insert(table, schema, frame.iloc[diff.new_rows], types, diff.new_pos, day)
@@ -1037,8 +1046,8 @@ class IngestStore:
         text = csv_lines(rows, schema.float_ints).encode()
         kept = len(text) <= MAX_KEPT_BYTES
         lengths = self._lines.add(table, positions, text) if kept else line_lengths(text)
-        self._query_frame(pd.DataFrame({"_pos": positions, "_len": lengths}), f"UPDATE {table_ref(table)} AS t SET _len = incoming._len FROM incoming "
-                                   "WHERE t._removed IS NULL AND t._pos = incoming._pos")
+        self._query_columns({"_pos": positions, "_len": lengths}, f"UPDATE {table_ref(table)} AS t SET _len = "
+                          "incoming._len FROM incoming WHERE t._removed IS NULL AND t._pos = incoming._pos")
 
     def _pending(self, table: str, start: float | None, *, appended: bool = False, whole: bool = False) -> None:
         """Note for the export what this commit changes in a table: from position `start` on, or all of it."""
