@@ -964,16 +964,15 @@ class IngestStore:
             stored = self._con.execute(f"SELECT hash({columns}) AS h, _pos FROM {ref} "
                                        "WHERE _removed IS NULL AND _pos >= ? ORDER BY _pos", [start]).fetchnumpy()
             stored_h, stored_pos = stored["h"], stored["_pos"]
-        new_h = np.empty(0, dtype=np.uint64)
-        if len(frame):
+        n, new_h = len(stored_h), np.empty(0, dtype=np.uint64)
+        if n and len(frame):  # hashed only to be compared with stored rows
             values = ", ".join(self._select_list(schema, types))
             new_h = self._query_columns(columns_of(frame), f"SELECT hash({values}) AS h FROM incoming")["h"]
-        n = len(stored_h)
-        appended = len(new_h) >= n and np.array_equal(new_h[:n], stored_h)
+        appended = n == 0 or (len(new_h) >= n and np.array_equal(new_h[:n], stored_h))
         if appended:  # the usual day: rows appended
             last = stored_pos[-1] if n else self._last_position(table)
             base = -1.0 if last is None else last
-            diff = RowDiff(np.arange(n, len(new_h)), base + 1.0 + np.arange(len(new_h) - n), stored_pos[:0])
+            diff = RowDiff(np.arange(n, len(frame)), base + 1.0 + np.arange(len(frame) - n), stored_pos[:0])
         else:
             lower = self._last_position(table, before=start)
             diff = diff_rows(stored_h, stored_pos, new_h, lower)
