@@ -892,7 +892,7 @@ class IngestStore:
         return [cast_expr(quote(n), types[n], t) if n in types else f"NULL::{t}" for n, t in schema.columns]
 
     def _query_columns(self, columns: Mapping[str, np.ndarray], sql: str, params: list | None = None
-                     ) -> dict[str, np.ndarray]:
+                       ) -> dict[str, np.ndarray]:
         """Run `sql` with `columns` visible as the view `incoming`; the result as numpy arrays."""
         self._con.register("incoming", columns)
         try:
@@ -911,7 +911,7 @@ class IngestStore:
         values = ", ".join(self._select_list(schema, types))
         columns = ", ".join(quote(n) for n in schema.names)
         self._query_columns(rows, f"INSERT INTO {table_ref(table)} ({columns}, _added, _removed, _pos) "
-                                f"SELECT {values}, _added, NULL, _pos FROM incoming")
+                                  f"SELECT {values}, _added, NULL, _pos FROM incoming")
 
     def _last_position(self, table: str, before: float | None = None) -> float | None:
         """Position of the last live row (before position `before`); None when there is none."""
@@ -982,8 +982,8 @@ class IngestStore:
                                stored_pos)
         if len(diff.gone_pos):
             self._query_columns({"_pos": diff.gone_pos},
-                              f"UPDATE {ref} AS t SET _removed = ? FROM incoming "
-                              "WHERE t._removed IS NULL AND t._pos = incoming._pos", [day])
+                                f"UPDATE {ref} AS t SET _removed = ? FROM incoming "
+                                "WHERE t._removed IS NULL AND t._pos = incoming._pos", [day])
         self._insert(table, schema, frame.iloc[diff.new_rows], types, diff.new_pos, day)
         touched = np.concatenate([diff.gone_pos, diff.new_pos])
         if len(touched):
@@ -1046,7 +1046,7 @@ class IngestStore:
         kept = len(text) <= MAX_KEPT_BYTES
         lengths = self._lines.add(table, positions, text) if kept else line_lengths(text)
         self._query_columns({"_pos": positions, "_len": lengths}, f"UPDATE {table_ref(table)} AS t SET _len = "
-                          "incoming._len FROM incoming WHERE t._removed IS NULL AND t._pos = incoming._pos")
+                            "incoming._len FROM incoming WHERE t._removed IS NULL AND t._pos = incoming._pos")
 
     def _pending(self, table: str, start: float | None, *, appended: bool = False, whole: bool = False) -> None:
         """Note for the export what this commit changes in a table: from position `start` on, or all of it."""
