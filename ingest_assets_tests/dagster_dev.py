@@ -81,8 +81,7 @@ def dagster_dev(home: Path, env: dict[str, str], log_path: Path) -> Iterator[sub
     The yielded server process carries the webserver's `port`.
     """
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text()
-                                       + "\nrun_queue:\n  dequeue_interval_seconds: 1\n")
+    (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text())
     limit_store_pool(env | {"DAGSTER_HOME": str(home)})
     port = free_port()
     args = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
