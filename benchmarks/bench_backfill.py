@@ -28,7 +28,7 @@ import dagster as dg  # noqa: E402
 from ingest_assets.defs.jwst_cal import JWST_ASSETS  # noqa: E402
 from ingest_assets.defs.jwst_cal.assets import PRIORS  # noqa: E402
 from ingest_assets_tests.dagster_dev import dagster_dev, graphql, wait_for  # noqa: E402
-from ingest_assets_tests.test_jwst_ui import LAUNCH, SENSOR, SENSOR_ID, STOP, backfill_done, day_range  # noqa: E402
+from ingest_assets_tests.test_jwst_ui import LAUNCH, SENSOR, SENSOR_ID, STOP, backfill_finished, day_range  # noqa: E402
 
 TIMEOUT = 3600
 
@@ -56,9 +56,10 @@ def main() -> None:
         start = time.monotonic()
         answer = graphql(server.port, LAUNCH, {"params": {"partitionNames": days, "assetSelection": keys}})
         backfill_id = answer["launchPartitionBackfill"]["backfillId"]
-        assert wait_for(lambda: backfill_done(home, backfill_id), TIMEOUT, server), "the backfill did not finish"
-        seconds = time.monotonic() - start
-        with dg.DagsterInstance.from_config(str(home)) as instance:
+        with dg.DagsterInstance.from_config(str(home)) as instance:  # one instance for every poll: a light observer
+            assert wait_for(lambda: backfill_finished(instance, backfill_id), TIMEOUT, server), \
+                "the backfill did not finish"
+            seconds = time.monotonic() - start
             backfill = instance.get_backfill(backfill_id)
             runs = sorted(instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill": backfill_id})),
                           key=lambda r: r.start_time)

@@ -59,9 +59,13 @@ def idle(home) -> bool:
         return not instance.get_runs(dg.RunsFilter(statuses=UNFINISHED))
 
 
+def backfill_finished(instance: dg.DagsterInstance, backfill_id: str) -> bool:
+    return instance.get_backfill(backfill_id).status.value not in ("REQUESTED", "CANCELING", "FAILING")
+
+
 def backfill_done(home, backfill_id: str) -> bool:
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        return instance.get_backfill(backfill_id).status.value not in ("REQUESTED", "CANCELING", "FAILING")
+        return backfill_finished(instance, backfill_id)
 
 
 def day_range(run: dg.DagsterRun) -> tuple[str, str]:
