@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -81,7 +82,7 @@ def dagster_dev(home: Path, env: dict[str, str], log_path: Path) -> Iterator[sub
     The yielded server process carries the webserver's `port`.
     """
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text())
+    shutil.copyfile(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
     limit_store_pool(env | {"DAGSTER_HOME": str(home)})
     port = free_port()
     args = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]

@@ -140,7 +140,7 @@ def test_the_production_instance_queues_like_the_local_one():
 def test_the_production_deployment_ingests_drops_with_its_history_in_postgres(tmp_path, postgres, monkeypatch):
     home, inbox, out = tmp_path / "dagster_home", tmp_path / "jwst" / "inbox", tmp_path / "jwst" / "out"
     home.mkdir()
-    (home / "dagster.yaml").write_text((PRODUCTION / "dagster.yaml").read_text())
+    shutil.copyfile(PRODUCTION / "dagster.yaml", home / "dagster.yaml")
     for name, value in postgres.items():  # this process reads the instance too
         monkeypatch.setenv(name, value)
     days = golden_days("small-s2")[:2]
