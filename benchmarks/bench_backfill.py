@@ -6,6 +6,10 @@ with the UI's own GraphQL mutation, and waits until it has finished. Prints the 
 the runs the daemon made (range, status, duration, and where the time from launch to end went), how many days were
 ingested, and writes the figures to benchmarks/results/backfill-N-days.json (git-ignored).
 
+This machine's speed changes by the hour (the same run by 30% and more): before the backfill the benchmark times a
+reference, the first 10 drops ingested one by one in this process (engine and store, no Dagster; median of 3), so that
+runs of different hours compare as "in the run / reference".
+
 Usage: python benchmarks/bench_backfill.py [--inbox DIR] [--days N]
 """
 
@@ -16,6 +20,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -27,10 +32,12 @@ import dagster as dg  # noqa: E402
 
 from ingest_assets.defs.jwst_cal import JWST_ASSETS  # noqa: E402
 from ingest_assets.defs.jwst_cal.assets import PRIORS  # noqa: E402
+from ingest_assets.jwst_cal.pipeline import ingest_drop  # noqa: E402
 from ingest_assets_tests.dagster_dev import dagster_dev, graphql, wait_for  # noqa: E402
 from ingest_assets_tests.test_jwst_ui import LAUNCH, SENSOR, SENSOR_ID, STOP, backfill_finished, day_range  # noqa: E402
 
 TIMEOUT = 3600
+REFERENCE_DAYS, REFERENCE_ROUNDS = 10, 3
 
 
 def main() -> None:
@@ -44,6 +51,7 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     inbox, out, home = work / "inbox", work / "out", work / "dagster_home"
     inbox.mkdir(parents=True)
+    reference = reference_seconds(drops[:REFERENCE_DAYS], work / "reference")
     env = {"JWST_CAL_INBOX": str(inbox), "JWST_CAL_OUTPUT": str(out), "JWST_CAL_SAVE_L1": "1",
            "JWST_CAL_FIRST_DAY": days[0], "JWST_CAL_LAST_DAY": days[-1],
            "HST_SVM_INBOX": str(work / "svm-inbox"), "HST_SVM_OUTPUT": str(work / "svm-out")}
@@ -68,6 +76,7 @@ def main() -> None:
     figures = {
         "days": len(days), "days_ingested": ingested, "backfill_status": backfill.status.value,
         "wall_seconds": round(seconds, 1),
+        "reference_seconds": round(reference, 2),
         "runs": [{"days": day_range(r.dagster_run), "status": r.dagster_run.status.value,
                   "seconds": round(r.end_time - r.start_time, 1), "timeline": t} for r, t in zip(runs, timelines)],
         "output_csv_mib": round(sum(p.stat().st_size for p in out.glob("*.csv")) / 2**20, 1),
@@ -77,6 +86,20 @@ def main() -> None:
     results = HERE / "results"
     results.mkdir(exist_ok=True)
     (results / f"backfill-{len(days)}-days.json").write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def reference_seconds(drops: list[Path], folder: Path) -> float:
+    """The machine's speed at the time: seconds to ingest `drops` one by one into an empty folder, median of
+    REFERENCE_ROUNDS."""
+    times = []
+    for _ in range(REFERENCE_ROUNDS):
+        shutil.rmtree(folder, ignore_errors=True)
+        start = time.perf_counter()
+        for path in drops:
+            ingest_drop(path, folder, save_l1=True)
+        times.append(time.perf_counter() - start)
+    shutil.rmtree(folder)
+    return statistics.median(times)
 
 
 def timeline(instance: dg.DagsterInstance, backfill, record: dg.RunRecord) -> dict[str, float | int]:
