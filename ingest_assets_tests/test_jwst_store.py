@@ -222,6 +222,19 @@ def test_sort_start_is_the_first_row_the_sort_moves(tmp_path, days, first_moved)
 
 
 # --- columns and types ------------------------------------------------------------------------------------------------
+def test_a_tail_is_the_live_rows_from_a_position_on_and_none_has_the_columns_without_rows(tmp_path):
+    frame = pd.DataFrame({"k": ["a", "b", "c"], "n": [1, 2, 3], "x": [0.5, 1.5, np.nan], "flag": [True, False, True]})
+    write_days(tmp_path, [(DAYS[0], state_day(frame))])
+    with IngestStore(tmp_path) as store:
+        rows = store.current("t")
+        start = store.first_position("t", "k", ["b"])
+        assert_rows(store.tail("t", start).rows, rows.iloc[1:].reset_index(drop=True))
+        empty = store.tail("t", None)
+        assert empty.start is None
+        pd.testing.assert_frame_equal(empty.rows, rows.iloc[:0], check_index_type=False)
+        assert list(empty.rows.dtypes) == [object, np.int64, np.float64, bool]
+
+
 def test_new_columns_land_after_their_predecessor(tmp_path):
     first = pd.DataFrame({"Dataset": ["m1"], "PROGRAM": ["01234"], "date": ["2024-03-01"]})
     second = pd.DataFrame({"LEAD": ["l"], "Dataset": ["m2"], "PROGRAM": ["05678"], "CHANNEL": ["12"],
@@ -265,6 +278,23 @@ def test_a_text_column_without_values_is_stored_as_text_and_its_rows_stay_unchan
     assert versions(tmp_path, "t")[["k", "_added", "_removed"]].values.tolist() == [
         [1, DAYS[0], None], [2, DAYS[0], None], [3, DAYS[1], None]]
     assert (tmp_path / "t.csv").read_text() == "k,s\n1,\n2,\n3,x\n"
+
+
+def test_object_columns_of_other_values_than_text_keep_their_type_and_rows(tmp_path):
+    """Object columns of booleans or numbers (a BOOLEAN column with missing values reads back as one) are typed by
+    DuckDB from their values, as flags and numbers rather than text: written back unchanged, no row is re-versioned."""
+    frame = pd.DataFrame({"k": [1, 2, 3], "flag": pd.Series([True, np.nan, False], dtype=object),
+                          "n": pd.Series([4, 5, np.nan], dtype=object)})
+    write_days(tmp_path, [(DAYS[0], state_day(frame))])
+    with IngestStore(tmp_path) as store:
+        assert store.columns("t") == (("k", "BIGINT"), ("flag", "BOOLEAN"), ("n", "BIGINT"))
+        back = store.current("t")
+        with store.transaction():
+            store.write_day(DAYS[1], **state_day(back))
+        assert back["flag"].tolist()[::2] == [True, False] and back["n"].tolist()[:2] == [4.0, 5.0]
+    assert versions(tmp_path, "t")[["k", "_added", "_removed"]].values.tolist() == [
+        [1, DAYS[0], None], [2, DAYS[0], None], [3, DAYS[0], None]]
+    assert (tmp_path / "t.csv").read_text() == "k,flag,n\n1,True,4.0\n2,,5.0\n3,False,\n"
 
 
 def test_int_column_with_missing_values_reads_back_as_float(tmp_path):

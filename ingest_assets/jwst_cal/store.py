@@ -70,6 +70,7 @@ DTYPE_TYPES = {"float64": DOUBLE, "float32": DOUBLE, "bool": BOOLEAN, "str": VAR
 # Stored type of object columns by the kind of their values, as DuckDB scans them (None: every value missing).
 OBJECT_TYPES = {"string": VARCHAR, "empty": None}
 UNKNOWN = "?"  # a column whose type only DuckDB's scan of its values tells
+SAMPLED_VALUES = 1000  # values of an object column DuckDB looks at to type it (its default), for UNKNOWN columns
 META_DDL = (
     "CREATE TABLE IF NOT EXISTS schemas (tbl VARCHAR, day VARCHAR, kind VARCHAR, columns VARCHAR, float_ints VARCHAR)",
     "CREATE TABLE IF NOT EXISTS ledger (day VARCHAR, report VARCHAR)",
@@ -368,6 +369,11 @@ def to_pandas(arrays: Mapping[str, np.ndarray], schema: TableSchema, order: np.n
     return (pd.concat(blocks, axis=1) if len(blocks) > 1 else blocks[0])[schema.names]
 
 
+def no_rows(schema: TableSchema) -> pd.DataFrame:
+    """A frame of the schema's columns without rows, typed as a read of no rows is."""
+    return to_pandas({name: np.empty(0, dtype=object) for name in schema.names}, schema)
+
+
 def json_default(value):
     """numpy values in reports."""
     if isinstance(value, np.generic):
@@ -450,11 +456,16 @@ def lock_folder(folder: Path, timeout: float) -> int:
 
 
 def connect(db_path: Path, timeout: float) -> duckdb.DuckDBPyConnection:
-    """Open the DuckDB file, waiting up to `timeout` s while another process holds it; clear errors otherwise."""
+    """Open the DuckDB file, waiting up to `timeout` s while another process holds it; clear errors otherwise.
+
+    The connection reads the object columns of incoming rows as text without sampling their values first (DuckDB's
+    default samples 1,000 values a column, ~0.1 ms a column and statement: half the cost of a write of a few hundred
+    rows); text and missing values read the same either way.
+    """
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return duckdb.connect(str(db_path))
+            return duckdb.connect(str(db_path), config={"pandas_analyze_sample": 0})
         except duckdb.IOException as exc:
             cause = first_line(exc)
             if "lock" not in cause.lower():
@@ -485,6 +496,7 @@ class IngestStore:
         self._lines = FormattedLines()  # by the open transaction, for its export
         self._unsettled: dict[str, Unsettled] = {}  # laid-out tables the open transaction changed
         self._appended: dict[str, Appended] = {}  # rows the open transaction appended, not inserted yet
+        self._pending_rows: list[tuple] = []  # rows of `pending` the open transaction noted, recorded before its commit
         try:
             db_path = self.output_dir / DB_NAME
             if not db_path.exists() and (self.output_dir / MARKER_NAME).exists():
@@ -564,7 +576,7 @@ class IngestStore:
         if schema is None:
             return Tail(None, pd.DataFrame())
         if start is None:
-            return Tail(None, self._rows(table, schema, "FALSE"))
+            return Tail(None, no_rows(schema))
         return Tail(start, self._rows(table, schema, "_removed IS NULL AND _pos >= ?", [start]))
 
     def rows_before(self, table: str, start: float | None) -> int:
@@ -633,7 +645,7 @@ class IngestStore:
             wanted = TableSchema("staged", tuple((name, typ) for name, typ in columns))
             stored = self._schema(table)
             if stored is None:  # only ever staged without rows
-                frames[table] = to_pandas({name: np.empty(0, dtype=object) for name in wanted.names}, wanted)
+                frames[table] = no_rows(wanted)
                 continue
             physical = dict(stored.columns)
             exprs = [f"{convert_expr(quote(name), physical[name], typ)} AS {quote(name)}" for name, typ in columns]
@@ -655,6 +667,7 @@ class IngestStore:
                 self._sql("DELETE FROM pending WHERE gen <= ?", [exported])
             yield
             self._settle_all()
+            self._record_pending()
             self._sql("UPDATE generation SET value = ?", [self._generation])
         try:
             if self._exports:
@@ -902,12 +915,22 @@ class IngestStore:
 
     def _query_columns(self, columns: Mapping[str, np.ndarray], sql: str, params: list | None = None
                        ) -> dict[str, np.ndarray]:
-        """Run `sql` with `columns` visible as the view `incoming`; the result as numpy arrays."""
+        """Run `sql` with `columns` visible as the view `incoming`; the result as numpy arrays.
+
+        The store's connection reads object columns as text without sampling their values (`connect`); DuckDB samples
+        them only for columns whose values are not all text or missing, the ones it types itself (UNKNOWN).
+        """
+        sampled = any(values.dtype == object and column_type(values.dtype, values) == UNKNOWN
+                      for values in columns.values())
+        if sampled:
+            self._sql(f"SET pandas_analyze_sample = {SAMPLED_VALUES}")
         self._con.register("incoming", columns)
         try:
             return self._con.execute(sql, params or []).fetchnumpy()
         finally:
             self._con.unregister("incoming")
+            if sampled:
+                self._sql("SET pandas_analyze_sample = 0")
 
     def _insert(self, table: str, schema: TableSchema, frame: pd.DataFrame, types: Mapping[str, str | None],
                 positions: np.ndarray, day: str | np.ndarray) -> None:
@@ -1059,7 +1082,14 @@ class IngestStore:
 
     def _pending(self, table: str, start: float | None, *, appended: bool = False, whole: bool = False) -> None:
         """Note for the export what this commit changes in a table: from position `start` on, or all of it."""
-        self._sql("INSERT INTO pending VALUES (?, ?, ?, ?, ?)", [self._generation, table, start, appended, whole])
+        self._pending_rows.append((self._generation, table, start, appended, whole))
+
+    def _record_pending(self) -> None:
+        """Record the rows of `pending` the commit noted, in one statement."""
+        if self._pending_rows:
+            rows = ", ".join(["(?, ?, ?, ?, ?)"] * len(self._pending_rows))
+            self._sql(f"INSERT INTO pending VALUES {rows}", [value for row in self._pending_rows for value in row])
+            self._pending_rows.clear()
 
     def _lines_from(self, table: str, schema: TableSchema, start: float) -> bytes:
         """The CSV lines of the live rows from position `start` on: those the commit formatted, and the others."""
@@ -1087,6 +1117,7 @@ class IngestStore:
         self._lines.clear()
         self._unsettled.clear()
         self._appended.clear()
+        self._pending_rows.clear()
         try:
             self._sql("ROLLBACK")
         except duckdb.TransactionException:  # a failed COMMIT already ended the transaction
