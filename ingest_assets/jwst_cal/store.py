@@ -214,6 +214,11 @@ def columns_of(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     return {name: column.to_numpy() for name, column in frame.items()}
 
 
+def rows_in(columns: Mapping[str, np.ndarray]) -> int:
+    """How many rows the columns hold (0 without columns)."""
+    return len(next(iter(columns.values()), ()))
+
+
 def column_type(dtype: np.dtype, values: np.ndarray) -> str | None:
     """Stored type of an incoming column (its pandas `dtype`, its `values` as numpy holds them), told by its dtype
     or, for objects, by the kind of its values; UNKNOWN when only DuckDB's scan can tell."""
@@ -690,12 +695,13 @@ class IngestStore:
             columns = {}
             for table, frame in frames.items():
                 check_frame(table, frame)
-                types = self._frame_types(frame)
+                arrays = columns_of(frame)
+                types = self._frame_types(frame, arrays)
                 columns[table] = [(name, types[name] or VARCHAR) for name in frame.columns]
                 schema = self._evolve_schema(table, "staged", frame, types, day)
                 if schema is not None:
                     self._sql(f"DELETE FROM {table_ref(table)} WHERE _added = ?", [day])
-                    self._insert(table, schema, frame, types, np.arange(len(frame), dtype=np.float64), day)
+                    self._insert(table, schema, arrays, types, np.arange(len(frame), dtype=np.float64), day)
             self._sql("DELETE FROM staged WHERE day = ?", [day])
             self._sql("INSERT INTO staged VALUES (?, ?, ?)",
                       [day, json.dumps(dict(meta), default=json_default), json.dumps(columns)])
@@ -739,13 +745,14 @@ class IngestStore:
             raise ValueError(f"a table is given more than once: {sorted(names)}")
         for table, kind, frame, start in writes:
             check_frame(table, frame)
-            types = self._frame_types(frame)
+            columns = columns_of(frame)
+            types = self._frame_types(frame, columns)
             old = self._schema(table)
             schema = self._evolve_schema(table, kind, frame, types, day)
             if schema is None:
                 continue
             if kind == "state":
-                inserted, removed = self._write_state(table, schema, frame, start, types, day)
+                inserted, removed = self._write_state(table, schema, columns, start, types, day)
             else:
                 inserted, removed = self._append(table, schema, frame, types, day), False
             reflow = old is not None and old.columns != schema.columns
@@ -896,9 +903,9 @@ class IngestStore:
     def _rows(self, table: str, schema: TableSchema, where: str, params: list | None = None) -> pd.DataFrame:
         return self._select(table, schema, where, params)[0]
 
-    def _frame_types(self, frame: pd.DataFrame) -> dict[str, str | None]:
-        """Stored type of each incoming column, as DuckDB scans it (float, int, bool, text; None: all missing)."""
-        columns = columns_of(frame)
+    def _frame_types(self, frame: pd.DataFrame, columns: Mapping[str, np.ndarray]) -> dict[str, str | None]:
+        """Stored type of each incoming column (of `frame`, its `columns_of`), as DuckDB scans it (float, int, bool,
+        text; None: all missing)."""
         types = {name: column_type(dtype, columns[name]) for name, dtype in frame.dtypes.items()}
         scan = [name for name, typ in types.items() if typ == UNKNOWN]  # as DuckDB sees their values
         if scan:
@@ -932,17 +939,17 @@ class IngestStore:
             if sampled:
                 self._sql("SET pandas_analyze_sample = 0")
 
-    def _insert(self, table: str, schema: TableSchema, frame: pd.DataFrame, types: Mapping[str, str | None],
-                positions: np.ndarray, day: str | np.ndarray) -> None:
-        """Insert `frame`'s rows as versions added on `day` (one for all, or one per row) at `positions` (their line
-        length still unknown)."""
-        if not len(frame):
+    def _insert(self, table: str, schema: TableSchema, columns: Mapping[str, np.ndarray],
+                types: Mapping[str, str | None], positions: np.ndarray, day: str | np.ndarray) -> None:
+        """Insert rows (a frame's `columns_of`) as versions added on `day` (one for all, or one per row) at
+        `positions`, one per row (their line length still unknown)."""
+        if not len(positions):
             return
-        added = np.full(len(frame), day, dtype=object) if isinstance(day, str) else np.asarray(day, dtype=object)
-        rows = columns_of(frame) | {"_pos": positions, "_added": added}
+        added = np.full(len(positions), day, dtype=object) if isinstance(day, str) else np.asarray(day, dtype=object)
+        rows = dict(columns) | {"_pos": positions, "_added": added}
         values = ", ".join(self._select_list(schema, types))
-        columns = ", ".join(quote(n) for n in schema.names)
-        self._query_columns(rows, f"INSERT INTO {table_ref(table)} ({columns}, _added, _removed, _pos) "
+        names = ", ".join(quote(n) for n in schema.names)
+        self._query_columns(rows, f"INSERT INTO {table_ref(table)} ({names}, _added, _removed, _pos) "
                                   f"SELECT {values}, _added, NULL, _pos FROM incoming")
 
     def _last_position(self, table: str, before: float | None = None) -> float | None:
@@ -982,29 +989,31 @@ class IngestStore:
                 run, parts = parts[:same], parts[same:]
                 rows = pd.concat([f for f, _, _ in run], ignore_index=True) if len(run) > 1 else frame
                 days = np.repeat([day for _, _, day in run], [len(f) for f, _, _ in run])
-                self._insert(table, schema, rows, types, start + np.arange(len(rows), dtype=np.float64), days)
+                self._insert(table, schema, columns_of(rows), types, start + np.arange(len(rows), dtype=np.float64),
+                             days)
                 start += len(rows)
 
-    def _write_state(self, table: str, schema: TableSchema, frame: pd.DataFrame, start: float | None,
+    def _write_state(self, table: str, schema: TableSchema, columns: Mapping[str, np.ndarray], start: float | None,
                      types: Mapping[str, str | None], day: str) -> tuple[int, bool]:
-        """Replace the live rows from `start` on by `frame`: keep unchanged rows, remove vanished ones, insert new or
-        changed ones between their neighbours. How many rows were inserted, whether rows were removed."""
-        ref = table_ref(table)
+        """Replace the live rows from `start` on by new content (a frame's `columns_of`): keep unchanged rows, remove
+        vanished ones, insert new or changed ones between their neighbours. How many rows were inserted, whether rows
+        were removed."""
+        ref, length = table_ref(table), rows_in(columns)
         stored_h, stored_pos = np.empty(0, dtype=np.uint64), np.empty(0)
         if start is not None:
-            columns = ", ".join(quote(n) for n in schema.names)
-            stored = self._con.execute(f"SELECT hash({columns}) AS h, _pos FROM {ref} "
+            names = ", ".join(quote(n) for n in schema.names)
+            stored = self._con.execute(f"SELECT hash({names}) AS h, _pos FROM {ref} "
                                        "WHERE _removed IS NULL AND _pos >= ? ORDER BY _pos", [start]).fetchnumpy()
             stored_h, stored_pos = stored["h"], stored["_pos"]
         n, new_h = len(stored_h), np.empty(0, dtype=np.uint64)
-        if n and len(frame):  # hashed only to be compared with stored rows
+        if n and length:  # hashed only to be compared with stored rows
             values = ", ".join(self._select_list(schema, types))
-            new_h = self._query_columns(columns_of(frame), f"SELECT hash({values}) AS h FROM incoming")["h"]
+            new_h = self._query_columns(columns, f"SELECT hash({values}) AS h FROM incoming")["h"]
         appended = n == 0 or (len(new_h) >= n and np.array_equal(new_h[:n], stored_h))
         if appended:  # the usual day: rows appended
             last = stored_pos[-1] if n else self._last_position(table)
             base = -1.0 if last is None else last
-            diff = RowDiff(np.arange(n, len(frame)), base + 1.0 + np.arange(len(frame) - n), stored_pos[:0])
+            diff = RowDiff(np.arange(n, length), base + 1.0 + np.arange(length - n), stored_pos[:0])
         else:
             lower = self._last_position(table, before=start)
             diff = diff_rows(stored_h, stored_pos, new_h, lower)
@@ -1016,7 +1025,8 @@ class IngestStore:
             self._query_columns({"_pos": diff.gone_pos},
                                 f"UPDATE {ref} AS t SET _removed = ? FROM incoming "
                                 "WHERE t._removed IS NULL AND t._pos = incoming._pos", [day])
-        self._insert(table, schema, frame.iloc[diff.new_rows], types, diff.new_pos, day)
+        self._insert(table, schema, {name: values[diff.new_rows] for name, values in columns.items()}, types,
+                     diff.new_pos, day)
         touched = np.concatenate([diff.gone_pos, diff.new_pos])
         if len(touched):
             self._pending(table, float(touched.min()), appended=appended)
