@@ -6,9 +6,11 @@ with the UI's own GraphQL mutation, and waits until it has finished. Prints the 
 the runs the daemon made (range, status, duration, and where the time from launch to end went), how many days were
 ingested, and writes the figures to benchmarks/results/backfill-N-days.json (git-ignored).
 
-This machine's speed changes by the hour (the same run by 30% and more): before the backfill the benchmark times a
-reference, the first 10 drops ingested one by one in this process (engine and store, no Dagster; median of 3), so that
-runs of different hours compare as "in the run / reference".
+This machine's speed changes by the hour (the same run by 30% and more): before the backfill the benchmark times two
+references in this process, so that runs of different hours compare as "in the run / reference": the first 10 drops
+ingested one by one (engine and store, no Dagster; median of 3), which runs the code under test (runs of one code
+compare by it), and the machine's own, which does not (runs of different codes compare by it): the same 10 drops read,
+sorted, grouped, written as CSV text and through DuckDB with pandas and DuckDB alone (median of 5).
 
 Usage: python benchmarks/bench_backfill.py [--inbox DIR] [--days N]
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import io
 import json
 import os
 import shutil
@@ -25,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+import duckdb
+import pandas as pd
 from bench_year import CACHE, HERE, REPO, generated_year
 
 sys.path.insert(0, str(REPO))
@@ -37,7 +42,7 @@ from ingest_assets_tests.dagster_dev import dagster_dev, graphql, wait_for  # no
 from ingest_assets_tests.test_jwst_ui import LAUNCH, SENSOR, SENSOR_ID, STOP, backfill_finished, day_range  # noqa: E402
 
 TIMEOUT = 3600
-REFERENCE_DAYS, REFERENCE_ROUNDS = 10, 3
+REFERENCE_DAYS, REFERENCE_ROUNDS, MACHINE_ROUNDS = 10, 3, 5
 
 
 def main() -> None:
@@ -52,6 +57,7 @@ def main() -> None:
     inbox, out, home = work / "inbox", work / "out", work / "dagster_home"
     inbox.mkdir(parents=True)
     reference = reference_seconds(drops[:REFERENCE_DAYS], work / "reference")
+    machine = machine_seconds(drops[:REFERENCE_DAYS])
     env = {"JWST_CAL_INBOX": str(inbox), "JWST_CAL_OUTPUT": str(out), "JWST_CAL_SAVE_L1": "1",
            "JWST_CAL_FIRST_DAY": days[0], "JWST_CAL_LAST_DAY": days[-1],
            "HST_SVM_INBOX": str(work / "svm-inbox"), "HST_SVM_OUTPUT": str(work / "svm-out")}
@@ -77,6 +83,7 @@ def main() -> None:
         "days": len(days), "days_ingested": ingested, "backfill_status": backfill.status.value,
         "wall_seconds": round(seconds, 1),
         "reference_seconds": round(reference, 2),
+        "machine_seconds": round(machine, 2),
         "runs": [{"days": day_range(r.dagster_run), "status": r.dagster_run.status.value,
                   "seconds": round(r.end_time - r.start_time, 1), "timeline": t} for r, t in zip(runs, timelines)],
         "output_csv_mib": round(sum(p.stat().st_size for p in out.glob("*.csv")) / 2**20, 1),
@@ -99,6 +106,26 @@ def reference_seconds(drops: list[Path], folder: Path) -> float:
             ingest_drop(path, folder, save_l1=True)
         times.append(time.perf_counter() - start)
     shutil.rmtree(folder)
+    return statistics.median(times)
+
+
+def machine_seconds(drops: list[Path]) -> float:
+    """The machine's speed at the time, whatever the code under test: seconds to read `drops` with pandas, sort and
+    group them, write them as CSV text and into a DuckDB table read back, median of MACHINE_ROUNDS."""
+    times = []
+    for _ in range(MACHINE_ROUNDS):
+        start = time.perf_counter()
+        with duckdb.connect() as con:
+            for path in drops:
+                frame = pd.read_csv(path)
+                frame = frame.sort_values(list(frame.columns[:2]), kind="stable")
+                frame.groupby(frame.columns[0]).size()
+                frame.to_csv(io.StringIO(), index=False)
+                con.register("incoming", frame)
+                con.execute("CREATE OR REPLACE TABLE copy AS SELECT * FROM incoming")
+                con.unregister("incoming")
+                con.execute("SELECT * FROM copy").fetchnumpy()
+        times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
