@@ -74,12 +74,13 @@ def program_ids(dname: pd.Series) -> pd.Series:
 def join_params(frame: pd.DataFrame, keys: tuple[str, ...]) -> pd.Series:
     """'-'-join of the keys' values, skipping values whose text is in FALSEVALS (built once per distinct key set)."""
     text = frame[list(keys)].astype(str).astype(object)
-    distinct = text.drop_duplicates()
-    joined = pd.Series("", index=distinct.index, dtype=object)
+    group = text.groupby(list(keys), sort=False).ngroup().to_numpy()  # numbered in order of first appearance
+    distinct = text.iloc[np.unique(group, return_index=True)[1]]
+    joined = np.full(len(distinct), "", dtype=object)
     for key in keys:
-        joined = joined + np.where(distinct[key].isin(FALSEVALS), "", "-" + distinct[key])
-    distinct = distinct.assign(params=joined.str[1:])
-    return text.merge(distinct, on=list(keys), how="left")["params"].set_axis(frame.index)
+        values = distinct[key]
+        joined = joined + np.where(values.isin(FALSEVALS).to_numpy(), "", ("-" + values).to_numpy())
+    return pd.Series(pd.Series(joined, dtype=object).str[1:].to_numpy()[group], index=frame.index, dtype=object)
 
 
 def scrub_drop(drop: pd.DataFrame, day: dt.date, file: str) -> ScrubbedDrop:
@@ -103,7 +104,8 @@ def scrub_drop(drop: pd.DataFrame, day: dt.date, file: str) -> ScrubbedDrop:
     science = science.loc[science["EXP_TYPE"].isin(L3_TYPES)]
 
     wfsc = science["VISITYPE"].isin(WFSC_VISITYPES)
-    science["params"] = np.where(wfsc, join_params(science, WFSC_PARAM_KEYS), join_params(science, PARAM_KEYS))
+    params = pd.concat([join_params(science.loc[~wfsc], PARAM_KEYS), join_params(science.loc[wfsc], WFSC_PARAM_KEYS)])
+    science["params"] = params.reindex(science.index).to_numpy()
     science = pd.concat([science.loc[~wfsc], science.loc[wfsc]])
 
     detector = science["DETECTOR"]
