@@ -218,7 +218,29 @@ def test_sort_start_is_the_first_row_the_sort_moves(tmp_path, days, first_moved)
         for day, rows in zip(DAYS, days):
             with store.transaction():
                 store.write_day(day, **state_day(keyed(rows)))
-        assert store.sort_start("t", "date", "key") == store.first_position("t", "key", [first_moved])
+        assert store.sort_start("t", "date", "key") == store.first_positions({"t": "key"}, [first_moved])["t"]
+
+
+def test_first_positions_of_several_tables_come_from_one_lookup(tmp_path):
+    with IngestStore(tmp_path, export=False) as store, store.transaction():
+        store.write_day(DAYS[0], state={"t": whole(training(["a", "b", "c"], [1, 2, 3])),
+                                        "u": whole(training(["c", "d"], [3, 4]))}, log={}, daily={}, report={})
+        columns = {"t": "Dataset", "u": "pname", "never": "Dataset", "t2": "missing"}
+        assert store.first_positions(columns, ["C", "c", None]) == {"t": 2.0, "u": 0.0, "never": None, "t2": None}
+        assert store.first_positions({"t": "Dataset", "u": "Dataset"}, []) == {"t": None, "u": None}
+
+
+@pytest.mark.parametrize("widened", [False, True])
+def test_a_tail_read_then_written_back_versions_only_its_changed_rows(tmp_path, widened):
+    first = training(["a", "b", "c", "d"], [1, 2, 3, 4])
+    write_days(tmp_path, [(DAYS[0], state_day(first))])
+    with IngestStore(tmp_path) as store, store.transaction():
+        tail = store.tail("t", store.first_positions({"t": "Dataset"}, ["b"])["t"])
+        rows = tail.rows.assign(imagesize=[2, 30.5, 4] if widened else [2, 30, 4])  # BIGINT widened to DOUBLE
+        store.write_day(DAYS[1], state={"t": Tail(tail.start, rows)}, log={}, daily={}, report={})
+        assert_rows(store.current("t"), pd.concat([first.iloc[:1], rows], ignore_index=True))
+    added = versions(tmp_path, "t").set_index("Dataset")["_added"]
+    assert list(added[added == DAYS[1]].index) == ["c"]
 
 
 # --- columns and types ------------------------------------------------------------------------------------------------
@@ -227,7 +249,7 @@ def test_a_tail_is_the_live_rows_from_a_position_on_and_none_has_the_columns_wit
     write_days(tmp_path, [(DAYS[0], state_day(frame))])
     with IngestStore(tmp_path) as store:
         rows = store.current("t")
-        start = store.first_position("t", "k", ["b"])
+        start = store.first_positions({"t": "k"}, ["b"])["t"]
         assert_rows(store.tail("t", start).rows, rows.iloc[1:].reset_index(drop=True))
         empty = store.tail("t", None)
         assert empty.start is None
@@ -336,17 +358,36 @@ def test_staged_days_read_back_as_staged_and_stay_when_days_roll_back(tmp_path):
         write(store, 0)
         with store.transaction():
             store.rollback_from(DAYS[0])
-        meta, frames = store.staged(DAYS[0])
-        assert meta == {"file": "first"} and store.staged(DAYS[2]) is None
+        staged = store.staged(DAYS)
+        assert sorted(staged) == list(DAYS[:2])  # the third day was never staged
+        meta, frames = staged[DAYS[0]]
+        assert meta == {"file": "first"}
         assert_rows(frames["_rows"], first["_rows"])  # x stays integer, w is not a column of that day
         assert list(frames["_none"].columns) == ["z"] and frames["_none"].empty
-        assert_rows(store.staged(DAYS[1])[1]["_rows"], second["_rows"])
+        assert_rows(staged[DAYS[1]][1]["_rows"], second["_rows"])
+        assert_rows(store.staged([DAYS[1]])[DAYS[1]][1]["_rows"], second["_rows"])
         with pytest.raises(ValueError, match="internal"):
             store.stage(DAYS[2], {"rows": second["_rows"]}, {})
     assert not list(tmp_path.glob("*.csv"))  # the day's tables are gone with it; staged ones are never exported
 
 
 # --- rollback, idempotence, atomicity ---------------------------------------------------------------------------------
+def test_days_staged_alike_read_back_together_each_typed_as_alone(tmp_path):
+    days = {DAYS[0]: pd.Series([1, None], dtype=object), DAYS[1]: pd.Series([2, 3]),
+            DAYS[2]: pd.Series([None, 4], dtype=object)}  # all three staged as BIGINT
+    frames = {day: pd.DataFrame({"n": values, "k": ["a", "b"]}) for day, values in days.items()}
+    with IngestStore(tmp_path) as store:
+        for day in reversed(DAYS):
+            store.stage(day, {"_rows": frames[day]}, {"file": day})
+        alone = {day: store.staged([day])[day][1]["_rows"] for day in DAYS}
+        together = store.staged(DAYS)
+    assert list(alone[DAYS[1]]["n"]) == [2, 3] and alone[DAYS[1]]["n"].dtype == np.int64
+    assert alone[DAYS[0]]["n"].dtype == np.float64  # a BIGINT column with missing values reads back as floats
+    for day in DAYS:
+        pd.testing.assert_frame_equal(together[day][1]["_rows"], alone[day], check_exact=True)
+        assert together[day][0] == {"file": day}
+
+
 def test_rollback_and_rewrite_of_a_day_gives_byte_identical_exports(tmp_path):
     with IngestStore(tmp_path) as store:
         for i in range(3):
@@ -514,7 +555,7 @@ def test_a_changed_row_rewrites_the_file_from_that_row_on(tmp_path):
     write_days(tmp_path, [(DAYS[0], state_day(first))])
     inode = (tmp_path / "t.csv").stat().st_ino
     with IngestStore(tmp_path) as store, store.transaction():
-        start = store.first_position("t", "Dataset", ["c"])
+        start = store.first_positions({"t": "Dataset"}, ["c"])["t"]
         store.write_day(DAYS[1], state={"t": Tail(start, changed.iloc[2:])}, log={}, daily={}, report={})
     assert (tmp_path / "t.csv").read_text() == changed.to_csv(index=False)
     assert (tmp_path / "t.csv").stat().st_ino == inode

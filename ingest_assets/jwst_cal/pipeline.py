@@ -31,6 +31,7 @@ from .store import (
 
 REBUILD_DIR = ".jwst-cal-rebuild"
 STAGED_SCIENCE, STAGED_MOSAICS = "_science", "_mosaics"
+STAGED_READ = 8  # staged days read back together
 
 
 @dataclass(frozen=True)
@@ -166,30 +167,31 @@ def commit_staged(store: IngestStore, days: list[str], *, save_l1: bool = False,
         again = sorted(set(replayed) | {day for day in requested if day <= replayed[-1]})
         with store.transaction():
             store.rollback_from(again[0])
-            outcomes = [_ingest_one(store, _staged_drop(store, day), flags[day]) for day in again]
+            outcomes = [_ingest_one(store, drop, flags[drop.day]) for drop in _staged_drops(store, again)]
         yield from outcomes
     new = [day for day in requested if not replayed or day > replayed[-1]]
-    while new:
-        outcomes = yield from _commit_group(store, new, save_l1, group_seconds)
-        new = new[len(outcomes):]
+    drops, left = _staged_drops(store, new), len(new)
+    while left:
+        left -= len((yield from _commit_group(store, drops, save_l1, group_seconds)))
 
 
-def _commit_group(store: IngestStore, days: list[str], save_l1: bool,
+def _commit_group(store: IngestStore, drops: Iterator[ScrubbedDrop], save_l1: bool,
                   group_seconds: float) -> Generator[DayOutcome, None, list[DayOutcome]]:
-    """Commit the first days of `days` in one transaction, until they took `group_seconds`; yields and returns their
+    """Commit the next days of `drops` in one transaction, until they took `group_seconds`; yields and returns their
     outcomes. When a day's values cannot be ingested, the days before it are committed on their own, then its
     DropError is raised."""
-    start, outcomes = time.perf_counter(), []
+    start, done, outcomes = time.perf_counter(), [], []
     try:
         with store.transaction():
-            for day in days:
-                outcomes.append(_ingest_one(store, _staged_drop(store, day), save_l1))
+            for drop in drops:
+                done.append(drop)
+                outcomes.append(_ingest_one(store, drop, save_l1))
                 if time.perf_counter() - start >= group_seconds:
                     break
     except DropError:
         if outcomes:  # the group was rolled back with the failing day: commit the days before it alone
             with store.transaction():
-                outcomes = [_ingest_one(store, _staged_drop(store, day), save_l1) for day in days[:len(outcomes)]]
+                outcomes = [_ingest_one(store, drop, save_l1) for drop in done[:len(outcomes)]]
             yield from outcomes
         raise
     yield from outcomes
@@ -200,19 +202,24 @@ def _named(days: list[str]) -> str:
     return ", ".join(days[:3]) + (" ..." if len(days) > 3 else "") + (" is" if len(days) == 1 else " are")
 
 
-def _staged_drop(store: IngestStore, day: str) -> ScrubbedDrop:
-    meta, frames = store.staged(day)
-    return ScrubbedDrop(day=day, file=meta["file"], rows_read=meta["rows_read"], science=frames[STAGED_SCIENCE],
-                        mosaics=frames[STAGED_MOSAICS], mrs_ch24_dropped=meta["mrs_ch24_dropped"])
+def _staged_drops(store: IngestStore, days: list[str]) -> Iterator[ScrubbedDrop]:
+    """The staged days, in order, read STAGED_READ days at a time."""
+    for first in range(0, len(days), STAGED_READ):
+        staged = store.staged(days[first:first + STAGED_READ])
+        for day in days[first:first + STAGED_READ]:
+            meta, frames = staged[day]
+            yield ScrubbedDrop(day=day, file=meta["file"], rows_read=meta["rows_read"],
+                               science=frames[STAGED_SCIENCE], mosaics=frames[STAGED_MOSAICS],
+                               mrs_ch24_dropped=meta["mrs_ch24_dropped"])
 
 
 def _ingest_one(store: IngestStore, scrubbed: ScrubbedDrop, save_l1: bool) -> DayOutcome:
     """Ingest one day inside the open transaction: read the tails it can change, write what it changed."""
     start = time.perf_counter()
-    backlog = _tail(store, "ingest", "params", l3_params(scrubbed.science), sort_key="dname")
+    backlog = _tails(store, {"ingest": "params"}, l3_params(scrubbed.science), sorted_by={"ingest": "dname"})["ingest"]
     names = working_l3_names(scrubbed.science, backlog.rows)
-    tails = {"ingest": backlog, "training": _tail(store, "training", "Dataset", names, sort_key="pname")}
-    tails |= {table: _tail(store, table, "pname", names) for table in TRAIN_TABLES}
+    tails = {"ingest": backlog} | _tails(store, {"training": "Dataset"} | dict.fromkeys(TRAIN_TABLES, "pname"), names,
+                                         sorted_by={"training": "pname"})
     tables = DayTables(
         tails={table: tail.rows for table, tail in tails.items()}, codes=store.current(CODES_TABLE),
         rows_before={table: store.rows_before(table, tails[table].start) for table in ("ingest", "training")},
@@ -229,14 +236,15 @@ def _ingest_one(store: IngestStore, scrubbed: ScrubbedDrop, save_l1: bool) -> Da
                    columns={table: store.columns(table) for table in written})
 
 
-def _tail(store: IngestStore, table: str, column: str, values, *, sort_key: str | None = None) -> Tail:
-    """The tail of a state table a day can change: from its first row whose `column` is in `values` (when none is,
-    no row: the day only appends). The engine changes the backlog and the training table only on days it pulls or
-    reprocesses such a row, and then sorts the table by date, keeping the last row of each `sort_key`: their tail
-    also starts at the first row that sort can move.
+def _tails(store: IngestStore, columns: dict[str, str], values, *, sorted_by: dict[str, str]) -> dict[str, Tail]:
+    """The tail of each state table (`columns`: table -> column) a day can change: from its first row whose column
+    is in `values` (when none is, no row: the day only appends). The engine changes the backlog and the training
+    table only on days it pulls or reprocesses such a row, and then sorts the table by date, keeping the last row of
+    each `sorted_by[table]`: their tail also starts at the first row that sort can move.
     """
-    start = store.first_position(table, column, values)
-    if start is not None and sort_key is not None:
-        moved = store.sort_start(table, "date", sort_key)
-        start = start if moved is None else min(start, moved)
-    return store.tail(table, start)
+    starts = store.first_positions(columns, values)
+    for table, unique in sorted_by.items():
+        if starts[table] is not None:
+            moved = store.sort_start(table, "date", unique)
+            starts[table] = starts[table] if moved is None else min(starts[table], moved)
+    return {table: store.tail(table, start) for table, start in starts.items()}

@@ -129,6 +129,17 @@ class Tail:
 
 
 @dataclass(frozen=True)
+class TailRead:
+    """What reading a tail saw, for writing that tail back without reading it again: its start, the schema it was
+    read with, and its rows' positions and hashes."""
+
+    start: float
+    schema: TableSchema
+    positions: np.ndarray
+    hashes: np.ndarray
+
+
+@dataclass(frozen=True)
 class RowDiff:
     """How new content of a tail differs from its live rows."""
 
@@ -502,6 +513,7 @@ class IngestStore:
         self._unsettled: dict[str, Unsettled] = {}  # laid-out tables the open transaction changed
         self._appended: dict[str, Appended] = {}  # rows the open transaction appended, not inserted yet
         self._pending_rows: list[tuple] = []  # rows of `pending` the open transaction noted, recorded before its commit
+        self._tails_read: dict[str, TailRead] = {}  # the last tail read of each state table, until it is written
         try:
             db_path = self.output_dir / DB_NAME
             if not db_path.exists() and (self.output_dir / MARKER_NAME).exists():
@@ -582,7 +594,9 @@ class IngestStore:
             return Tail(None, pd.DataFrame())
         if start is None:
             return Tail(None, no_rows(schema))
-        return Tail(start, self._rows(table, schema, "_removed IS NULL AND _pos >= ?", [start]))
+        rows, positions, hashes = self._select(table, schema, "_removed IS NULL AND _pos >= ?", [start], hashed=True)
+        self._tails_read[table] = TailRead(start, schema, positions, hashes)
+        return Tail(start, rows)
 
     def rows_before(self, table: str, start: float | None) -> int:
         """How many live rows precede position `start` (None: all live rows)."""
@@ -605,15 +619,20 @@ class IngestStore:
             return None
         return self._sql(f"SELECT min({quote(column)}) FROM {table_ref(table)} WHERE _removed IS NULL")[0][0]
 
-    def first_position(self, table: str, column: str, values: Sequence) -> float | None:
-        """Position of the first live row whose `column` holds one of `values` (as text); None when none does."""
-        self._flush(table)
-        schema = self._schema(table)
+    def first_positions(self, columns: Mapping[str, str], values: Sequence) -> dict[str, float | None]:
+        """Per table, the position of its first live row whose column (`columns`: table -> column) holds one of
+        `values` (as text); None when none does. One statement for all the tables."""
         wanted = pd.Series(values, dtype=object).dropna().astype(str).unique().tolist()
-        if schema is None or column not in schema.names or not wanted:
-            return None
-        return self._sql(f"SELECT min(_pos) FROM {table_ref(table)} WHERE _removed IS NULL "
-                         f"AND {quote(column)} IN (SELECT unnest(?::VARCHAR[]))", [wanted])[0][0]
+        found = dict.fromkeys(columns)
+        for table in columns:
+            self._flush(table)
+        asked = [(table, column) for table, column in columns.items()
+                 if wanted and (schema := self._schema(table)) is not None and column in schema.names]
+        if asked:
+            firsts = ", ".join(f"(SELECT min(_pos) FROM {table_ref(table)} WHERE _removed IS NULL AND "
+                               f"{quote(column)} IN (SELECT unnest($wanted::VARCHAR[])))" for table, column in asked)
+            found |= dict(zip([table for table, _ in asked], self._sql(f"SELECT {firsts}", {"wanted": wanted})[0]))
+        return found
 
     def sort_start(self, table: str, order_by: str, unique: str) -> float | None:
         """Position of the first live row that a stable sort of the live rows by `order_by`, keeping the last row of
@@ -640,22 +659,37 @@ class IngestStore:
         """The days whose input rows are staged, ascending."""
         return [row[0] for row in self._sql("SELECT day FROM staged ORDER BY day")]
 
-    def staged(self, day: str) -> tuple[dict, dict[str, pd.DataFrame]] | None:
-        """A staged day: its description and its tables, each with the columns and types it was staged with."""
-        rows = self._sql("SELECT meta, columns FROM staged WHERE day = ?", [day])
-        if not rows:
-            return None
-        frames = {}
-        for table, columns in json.loads(rows[0][1]).items():
-            wanted = TableSchema("staged", tuple((name, typ) for name, typ in columns))
-            stored = self._schema(table)
-            if stored is None:  # only ever staged without rows
-                frames[table] = no_rows(wanted)
-                continue
-            physical = dict(stored.columns)
-            exprs = [f"{convert_expr(quote(name), physical[name], typ)} AS {quote(name)}" for name, typ in columns]
-            frames[table] = self._select(table, wanted, "_added = ?", [day], exprs)[0]
-        return json.loads(rows[0][0]), frames
+    def staged(self, days: Sequence[str]) -> dict[str, tuple[dict, dict[str, pd.DataFrame]]]:
+        """The staged days among `days`: each one's description and its tables, each with the columns and types it
+        was staged with. One read per table for the days staged with the same columns."""
+        rows = self._sql("SELECT day, meta, columns FROM staged WHERE day IN (SELECT unnest(?::VARCHAR[])) "
+                         "ORDER BY day", [list(days)])
+        found = {day: (json.loads(meta), {}) for day, meta, _ in rows}
+        alike: dict[tuple[str, str], list[str]] = {}  # (table, its columns as staged) -> those days
+        for day, _, columns in rows:
+            for table, staged_columns in json.loads(columns).items():
+                alike.setdefault((table, json.dumps(staged_columns)), []).append(day)
+        for (table, staged_columns), group in alike.items():
+            wanted = TableSchema("staged", tuple((name, typ) for name, typ in json.loads(staged_columns)))
+            for day, frame in zip(group, self._staged_rows(table, wanted, group)):
+                found[day][1][table] = frame
+        return found
+
+    def _staged_rows(self, table: str, wanted: TableSchema, days: list[str]) -> list[pd.DataFrame]:
+        """Each day's rows of a staged table (`days` ascending, staged with the columns and types of `wanted`)."""
+        stored = self._schema(table)
+        if stored is None:  # only ever staged without rows
+            return [no_rows(wanted) for _ in days]
+        physical = dict(stored.columns)
+        exprs = ", ".join(f"{convert_expr(quote(name), physical[name], typ)} AS {quote(name)}"
+                          for name, typ in wanted.columns)
+        result = self._con.execute(f"SELECT {exprs}, _added, _pos FROM {table_ref(table)} "
+                                   "WHERE _added IN (SELECT unnest(?::VARCHAR[]))", [days]).fetchnumpy()
+        order = np.lexsort((result["_pos"], result["_added"]))
+        added = result["_added"][order]
+        bounds = np.searchsorted(added, days + [chr(0x10FFFF)])  # each day's first row, then the end
+        # typed day by day, as a read of the day alone types it (a BIGINT column is float64 where it misses values)
+        return [to_pandas(result, wanted, order[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
     # --- writing ------------------------------------------------------------------------------------------------------
     @contextmanager
@@ -711,6 +745,7 @@ class IngestStore:
         self._require_transaction()
         check_day(day)
         self._flush()
+        self._tails_read.clear()
         for table in self._tables():
             ref = table_ref(table)
             first = self._sql(f"SELECT min(_pos) FROM {ref} WHERE _added >= ? OR _removed >= ?", [day, day])[0][0]
@@ -886,22 +921,27 @@ class IngestStore:
 
     # --- rows ---------------------------------------------------------------------------------------------------------
     def _select(self, table: str, schema: TableSchema, where: str, params: list | None = None,
-                exprs: list[str] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
-        """Selected rows in `_pos` order (sorted here: DuckDB's ORDER BY moves every wide row), and their positions.
+                exprs: list[str] | None = None, *, hashed: bool = False
+                ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
+        """Selected rows in `_pos` order (sorted here: DuckDB's ORDER BY moves every wide row), their positions and
+        (`hashed`) the hash of each row's stored values, as `_write_state` compares them.
 
         `exprs` gives the schema's columns (default: the stored columns of those names).
         """
-        select = ", ".join(exprs or [quote(n) for n in schema.names])
+        names = [quote(n) for n in schema.names]
+        select = ", ".join(exprs or names) + (f", hash({', '.join(names)}) AS _h" if hashed else "")
         result = self._con.execute(f"SELECT {select}, _pos FROM {table_ref(table)} WHERE {where}",
                                    params or []).fetchnumpy()
-        positions, order = result["_pos"], None
+        positions, hashes, order = result["_pos"], result["_h"] if hashed else None, None
         if np.any(np.diff(positions) < 0):
             order = np.argsort(positions, kind="stable")
             positions = positions[order]
-        return to_pandas(result, schema, order), positions
+            hashes = None if hashes is None else hashes[order]
+        return to_pandas(result, schema, order), positions, hashes
 
-    def _rows(self, table: str, schema: TableSchema, where: str, params: list | None = None) -> pd.DataFrame:
-        return self._select(table, schema, where, params)[0]
+    def _rows(self, table: str, schema: TableSchema, where: str, params: list | None = None,
+              exprs: list[str] | None = None) -> pd.DataFrame:
+        return self._select(table, schema, where, params, exprs)[0]
 
     def _frame_types(self, frame: pd.DataFrame, columns: Mapping[str, np.ndarray]) -> dict[str, str | None]:
         """Stored type of each incoming column (of `frame`, its `columns_of`), as DuckDB scans it (float, int, bool,
@@ -1000,7 +1040,10 @@ class IngestStore:
         were removed."""
         ref, length = table_ref(table), rows_in(columns)
         stored_h, stored_pos = np.empty(0, dtype=np.uint64), np.empty(0)
-        if start is not None:
+        read = self._tails_read.pop(table, None)
+        if read is not None and read.start == start and read.schema.columns == schema.columns:
+            stored_h, stored_pos = read.hashes, read.positions
+        elif start is not None:
             names = ", ".join(quote(n) for n in schema.names)
             stored = self._con.execute(f"SELECT hash({names}) AS h, _pos FROM {ref} "
                                        "WHERE _removed IS NULL AND _pos >= ? ORDER BY _pos", [start]).fetchnumpy()
@@ -1081,7 +1124,7 @@ class IngestStore:
 
     def _fill_lengths(self, table: str, schema: TableSchema) -> None:
         """The line length of each live row that has none, as the export writes the line (kept for the export)."""
-        rows, positions = self._select(table, schema, "_removed IS NULL AND _len IS NULL")
+        rows, positions, _ = self._select(table, schema, "_removed IS NULL AND _len IS NULL")
         if not len(rows):
             return
         text = csv_lines(rows, schema.float_ints).encode()
@@ -1111,7 +1154,7 @@ class IngestStore:
                              schema.float_ints).encode()
         if len(unknown):
             # `_pos >= start` lets DuckDB skip the row groups of older versions: the cost stays that of the tail.
-            rows, unknown = self._select(
+            rows, unknown, _ = self._select(
                 table, schema, "_removed IS NULL AND _pos >= ? AND _pos IN (SELECT unnest(?::DOUBLE[]))",
                 [start, unknown.tolist()])
             self._lines.add(table, unknown, csv_lines(rows, schema.float_ints).encode())
@@ -1124,6 +1167,7 @@ class IngestStore:
 
     def _rollback(self) -> None:
         self._schemas = None  # read again: the transaction may have recorded some
+        self._tails_read.clear()
         self._lines.clear()
         self._unsettled.clear()
         self._appended.clear()
