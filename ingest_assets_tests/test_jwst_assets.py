@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ingest_assets.defs.jwst_cal import JWST_ASSETS
+from ingest_assets.defs.jwst_cal import JWST_ASSETS, assets
 from ingest_assets.defs.jwst_cal.assets import (
     DROP_IS_VALID, IMAGE_SIZES, MATCH_RATE, PRIORS, RAW_DROP, SCRUBBED, STORE_POOL, TABLES, TRAINING_TABLES,
 )
@@ -115,14 +115,22 @@ def test_days_materialize_in_order_with_checks_and_metadata_per_day(folders):
             d.date: ("FAILED" if d.run["l3_unmatched"] else "SUCCEEDED", True) for d in SMALL[:3]}
 
 
-def test_a_range_of_days_runs_in_one_step_in_date_order(folders):
+@pytest.mark.parametrize("checked_together", [3, assets.CHECKED_TOGETHER])
+def test_a_range_of_days_runs_in_one_step_in_date_order(folders, monkeypatch, checked_together):
+    monkeypatch.setattr(assets, "CHECKED_TOGETHER", checked_together)  # 3: targets looked up in the middle of the run
+    days = [d.date for d in SMALL]
     with dg.instance_for_test() as instance:
-        result = materialize(folders, instance, *(d.date for d in SMALL))
+        result = materialize(folders, instance, *days)
         assert len(result.get_step_success_events()) + len(result.get_step_failure_events()) == 1
         for key in TABLES:
-            assert materialized(result, key) == [d.date for d in SMALL]
+            assert materialized(result, key) == days
         found = checks(result)
         assert [found[(MATCH_RATE.name, d.date)].passed for d in SMALL] == [not d.run["l3_unmatched"] for d in SMALL]
+        # every day's check results name that day's materialization: current in the UI, for every day of the range
+        infos = instance.event_log_storage.get_asset_check_partition_info([MATCH_RATE, DROP_IS_VALID],
+                                                                          partition_keys=days)
+        assert {(i.check_key.name, i.partition_key): i.is_current for i in infos} == {
+            (check.name, day): True for check in (MATCH_RATE, DROP_IS_VALID) for day in days}
     last = SMALL[-1]
     assert compare_outputs(last.expected_dir, folders["out"], previous_expected_dir=last.previous_expected_dir,
                            run=last.run) == []

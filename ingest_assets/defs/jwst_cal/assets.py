@@ -10,9 +10,9 @@ its own previous day, and a backfill range runs in one run.
 
 import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (  # not exported by dagster
@@ -30,6 +30,7 @@ GROUP = "jwst_cal"
 STORE_POOL = "jwst_cal_store"  # every step that writes the output database: one at a time (deploy/dagster.yaml)
 LISTED = 100  # items listed in a check's metadata; its counts cover them all
 SHOWN = 5  # days or products named in a one-line failure
+CHECKED_TOGETHER = 30  # days whose check results wait for one lookup of their targets
 
 RAW_DROP, SCRUBBED = dg.AssetKey("jwst_raw_drop"), dg.AssetKey("jwst_scrubbed_exposures")
 PRIORS, MATCHED = dg.AssetKey("jwst_priors"), dg.AssetKey("jwst_matched_products")
@@ -51,13 +52,43 @@ def _check_spec(key: dg.AssetCheckKey, description: str) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(key.name, asset=key.asset_key, partitions_def=daily_partitions, description=description)
 
 
-def _latest(context: dg.AssetExecutionContext, key: dg.AssetKey, day: str
-            ) -> AssetCheckEvaluationTargetMaterializationData | None:
-    """The day's latest materialization of an asset, as the target of its checks' results."""
-    latest = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=1).records
-    return AssetCheckEvaluationTargetMaterializationData(
-        storage_id=latest[0].storage_id, run_id=latest[0].run_id, timestamp=latest[0].timestamp) if latest else None
+def _latest(context: dg.AssetExecutionContext, key: dg.AssetKey, days: list[str]
+            ) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
+    """Each day's latest materialization of an asset, as the target of its checks' results: one lookup for days each
+    materialized once since the last lookup (the asset's newest materializations: its writers run one at a time)."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=days), limit=len(days)).records
+    latest = {}
+    for record in records:  # newest first
+        latest.setdefault(record.partition_key, AssetCheckEvaluationTargetMaterializationData(
+            storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp))
+    return latest
+
+
+CheckResults = Callable[[AssetCheckEvaluationTargetMaterializationData | None], Iterator[dg.AssetCheckEvaluation]]
+
+
+@dataclass
+class WaitingChecks:
+    """Check results of days whose materializations are recorded, waiting for their targets, which are looked up
+    once for CHECKED_TOGETHER days."""
+
+    context: dg.AssetExecutionContext
+    waiting: list[tuple[dg.AssetKey, str, CheckResults]] = field(default_factory=list)
+
+    def add(self, key: dg.AssetKey, day: str, results: CheckResults) -> Iterator[dg.AssetCheckEvaluation]:
+        """Queue a day's results on the checks of asset `key`; yields the queued results when enough wait."""
+        self.waiting.append((key, day, results))
+        if len(self.waiting) >= CHECKED_TOGETHER:
+            yield from self.flush()
+
+    def flush(self) -> Iterator[dg.AssetCheckEvaluation]:
+        """Every queued result, recorded against its day's materialization."""
+        waiting, self.waiting = self.waiting, []
+        targets = {key: _latest(self.context, key, [day for k, day, _ in waiting if k == key])
+                   for key in dict.fromkeys(key for key, _, _ in waiting)}
+        for key, day, results in waiting:
+            yield from results(targets[key].get(day))
 
 
 def _evaluation(key: dg.AssetCheckKey, day: str, target: AssetCheckEvaluationTargetMaterializationData | None,
@@ -114,15 +145,22 @@ def jwst_ingest_days(context: dg.AssetExecutionContext, jwst_cal_store: JwstCalS
     a day's drop was bad or an L3 product stayed unmatched."""
     days = list(context.partition_keys)
     commit = bool(context.selected_asset_keys & set(TABLES))
-    bad, unmatched = [], []
-    with _failing_cleanly():
-        for step in _ingest(jwst_cal_store, days, commit=commit):
-            if isinstance(step, StagedDay):
-                bad += [step.read] if step.read.problems else []
-                yield from _stage_events(context, step.read, step.seconds)
-            else:
-                yield from _table_events(context, step)
-                unmatched += [step.day] if step.report.l3_unmatched else []
+    bad, unmatched, checks = [], [], WaitingChecks(context)
+    try:
+        with _failing_cleanly():
+            for step in _ingest(jwst_cal_store, days, commit=commit):
+                if isinstance(step, StagedDay):
+                    bad += [step.read] if step.read.problems else []
+                    yield from _stage_events(step.read, step.seconds, checks)
+                else:
+                    yield from _table_events(step, checks)
+                    unmatched += [step.day] if step.report.l3_unmatched else []
+    except GeneratorExit:
+        raise
+    except BaseException:
+        yield from checks.flush()  # the checks of the days recorded before the failure
+        raise
+    yield from checks.flush()
     if len(bad) == len(days) == 1:
         raise dg.Failure(description=f"not ingested: {bad[0].problems[0]}")
     if bad:
@@ -170,7 +208,7 @@ def _failing_cleanly() -> Iterator[None]:
         raise dg.Failure(description=str(err)) from err
 
 
-def _stage_events(context: dg.AssetExecutionContext, result: DropRead, seconds: float) -> Iterator:
+def _stage_events(result: DropRead, seconds: float, checks: WaitingChecks) -> Iterator:
     day = result.day
     if result.scrubbed is not None:
         scrubbed = result.scrubbed
@@ -183,21 +221,25 @@ def _stage_events(context: dg.AssetExecutionContext, result: DropRead, seconds: 
             "rows_l3": scrubbed.n_l3, "mosaics": len(scrubbed.mosaics), "mrs_ch24_dropped": scrubbed.mrs_ch24_dropped,
             "stage_seconds": round(seconds, 3),
         })
-    target = _latest(context, RAW_DROP, day)
-    yield _evaluation(DROP_IS_VALID, day, target, not result.problems, dg.AssetCheckSeverity.ERROR, {
-        "problems": dg.MetadataValue.json([str(p) for p in result.problems[:LISTED]]),
-        "n_problems": len(result.problems),
-    }, description=str(result.problems[0]) if result.problems else None)
-    yield _evaluation(IMAGE_SIZES, day, target, not result.oddities, dg.AssetCheckSeverity.WARN, {
-        "rows": dg.MetadataValue.json([str(o) for o in result.oddities[:LISTED]]), "n_rows": len(result.oddities),
-    })
+
+    def results(target: AssetCheckEvaluationTargetMaterializationData | None) -> Iterator[dg.AssetCheckEvaluation]:
+        yield _evaluation(DROP_IS_VALID, day, target, not result.problems, dg.AssetCheckSeverity.ERROR, {
+            "problems": dg.MetadataValue.json([str(p) for p in result.problems[:LISTED]]),
+            "n_problems": len(result.problems),
+        }, description=str(result.problems[0]) if result.problems else None)
+        yield _evaluation(IMAGE_SIZES, day, target, not result.oddities, dg.AssetCheckSeverity.WARN, {
+            "rows": dg.MetadataValue.json([str(o) for o in result.oddities[:LISTED]]),
+            "n_rows": len(result.oddities),
+        })
+
+    yield from checks.add(RAW_DROP, day, results)
 
 
 def _column_schema(columns: tuple[tuple[str, str], ...]) -> dg.TableSchema:
     return dg.TableSchema([dg.TableColumn(name, typ.lower()) for name, typ in columns])
 
 
-def _table_events(context: dg.AssetExecutionContext, outcome: DayOutcome) -> Iterator:
+def _table_events(outcome: DayOutcome, checks: WaitingChecks) -> Iterator:
     report, day = outcome.report, outcome.day
     schemas = {key: _column_schema(outcome.columns.get(table, ())) for key, table in EXPORTED_AS.items()}
     age = (dt.date.fromisoformat(day) - dt.date.fromisoformat(outcome.backlog_since)).days \
@@ -217,11 +259,14 @@ def _table_events(context: dg.AssetExecutionContext, outcome: DayOutcome) -> Ite
         "dagster/column_schema": schemas[TRAINING_TABLES]})
     yield dg.AssetMaterialization(MOSAICS, partition=day, metadata={
         "mosaics_added": report.mosaics, "dagster/column_schema": schemas[MOSAICS]})
-    target = _latest(context, MATCHED, day)
-    yield _evaluation(MATCH_RATE, day, target, not report.l3_unmatched, dg.AssetCheckSeverity.ERROR, {
-        "match_rate": float(report.match_rate), "l3_total": report.l3_total, "l3_matched": report.l3_matched,
-        "unmatched": dg.MetadataValue.json(list(report.l3_unmatched[:LISTED])),
-        "multi_match_losers": dg.MetadataValue.json(list(report.multi_match_losers[:LISTED])),
-    }, description=f"unmatched: {_named(list(report.l3_unmatched))}" if report.l3_unmatched else None)
-    yield _evaluation(DUPLICATE_CLAIMS, day, target, not report.duplicate_claims, dg.AssetCheckSeverity.WARN,
-                      {"claims": dg.MetadataValue.json({p: list(g) for p, g in report.duplicate_claims.items()})})
+
+    def results(target: AssetCheckEvaluationTargetMaterializationData | None) -> Iterator[dg.AssetCheckEvaluation]:
+        yield _evaluation(MATCH_RATE, day, target, not report.l3_unmatched, dg.AssetCheckSeverity.ERROR, {
+            "match_rate": float(report.match_rate), "l3_total": report.l3_total, "l3_matched": report.l3_matched,
+            "unmatched": dg.MetadataValue.json(list(report.l3_unmatched[:LISTED])),
+            "multi_match_losers": dg.MetadataValue.json(list(report.multi_match_losers[:LISTED])),
+        }, description=f"unmatched: {_named(list(report.l3_unmatched))}" if report.l3_unmatched else None)
+        yield _evaluation(DUPLICATE_CLAIMS, day, target, not report.duplicate_claims, dg.AssetCheckSeverity.WARN,
+                          {"claims": dg.MetadataValue.json({p: list(g) for p, g in report.duplicate_claims.items()})})
+
+    yield from checks.add(MATCHED, day, results)
