@@ -124,7 +124,7 @@ def test_staged_days_commit_later_in_date_order_with_their_recorded_save_l1(tmp_
         ingest_drop(day.drop, per_day, save_l1=day.date != days[1].date)
     with open_store(out) as store:
         for day in reversed(days):  # staged out of order
-            stage(store, scrub_file(day.drop))
+            stage(store, [scrub_file(day.drop)])
     assert not csv_files(out)
 
     assert [o.day for o in commit_days([days[0].date], out, save_l1=True)] == [days[0].date]
@@ -147,7 +147,7 @@ def test_each_committed_day_is_exported_before_the_next_is_ingested(tmp_path: Pa
         after.append(csv_files(per_day))
     with open_store(out) as store:
         for day in days:
-            stage(store, scrub_file(day.drop))
+            stage(store, [scrub_file(day.drop)])
         commits = commit_staged(store, [day.date for day in days], save_l1=True)
         for i, outcome in enumerate(commits):
             assert outcome.day == days[i].date
@@ -160,7 +160,7 @@ def test_days_committed_in_one_group_equal_days_committed_alone(tmp_path: Path):
     reports = [ingest_drop(day.drop, per_day, save_l1=True).report for day in days]
     with open_store(out) as store:
         for day in days:
-            stage(store, scrub_file(day.drop))
+            stage(store, [scrub_file(day.drop)])
         for outcome in commit_staged(store, [day.date for day in days], save_l1=True, group_seconds=math.inf):
             assert store.days() == [day.date for day in days]  # yielded once the whole group is committed
             assert csv_files(out) == csv_files(per_day)
@@ -178,7 +178,7 @@ def test_a_failing_day_ends_its_group_after_committing_the_days_before_it(tmp_pa
     committed = []
     with open_store(out) as store:
         for drop in drops:
-            stage(store, scrub_file(drop))
+            stage(store, [scrub_file(drop)])
         failure = f"{drops[2].name}: exposure jw01234003001_02101_00001_nrca1: no pixel scale"
         with pytest.raises(DropError, match=failure):
             for outcome in commit_staged(store, ["2025-06-01", "2025-06-02", "2025-06-03", "2025-06-04"],

@@ -353,8 +353,8 @@ def test_staged_days_read_back_as_staged_and_stay_when_days_roll_back(tmp_path):
     first = {"_rows": pd.DataFrame({"x": [1, 2], "y": ["a", "b"]}), "_none": pd.DataFrame({"z": []})}
     second = {"_rows": pd.DataFrame({"x": [0.5], "w": ["new"]}), "_none": pd.DataFrame({"z": []})}
     with IngestStore(tmp_path) as store:
-        store.stage(DAYS[1], second, {"file": "second"})
-        store.stage(DAYS[0], first, {"file": "first"})  # staged later, read back as it was
+        store.stage({DAYS[1]: (second, {"file": "second"})})
+        store.stage({DAYS[0]: (first, {"file": "first"})})  # staged later, read back as it was
         write(store, 0)
         with store.transaction():
             store.rollback_from(DAYS[0])
@@ -367,18 +367,37 @@ def test_staged_days_read_back_as_staged_and_stay_when_days_roll_back(tmp_path):
         assert_rows(staged[DAYS[1]][1]["_rows"], second["_rows"])
         assert_rows(store.staged([DAYS[1]])[DAYS[1]][1]["_rows"], second["_rows"])
         with pytest.raises(ValueError, match="internal"):
-            store.stage(DAYS[2], {"rows": second["_rows"]}, {})
+            store.stage({DAYS[2]: ({"rows": second["_rows"]}, {})})
     assert not list(tmp_path.glob("*.csv"))  # the day's tables are gone with it; staged ones are never exported
 
 
 # --- rollback, idempotence, atomicity ---------------------------------------------------------------------------------
+def test_days_staged_together_read_back_as_days_staged_one_by_one(tmp_path):
+    days = {DAYS[0]: {"_rows": pd.DataFrame({"x": [1, 2], "y": ["a", "b"]})},
+            DAYS[1]: {"_rows": pd.DataFrame({"x": [0.5], "w": ["new"]})},  # x widened, w added, y absent
+            DAYS[2]: {"_rows": pd.DataFrame({"x": [3, 4, 5], "y": ["c", None, "e"]})}}
+    with IngestStore(tmp_path / "alone") as store:
+        for day, frames in days.items():
+            store.stage({day: (frames, {"file": day})})
+        alone = store.staged(DAYS)
+    with IngestStore(tmp_path / "together") as store:
+        store.stage({DAYS[1]: ({"_rows": days[DAYS[2]]["_rows"]}, {"file": "replaced"})})
+        store.stage({day: (frames, {"file": day}) for day, frames in days.items()})
+        together = store.staged(DAYS)
+    assert list(together) == list(DAYS)
+    for day in DAYS:
+        assert together[day][0] == alone[day][0] == {"file": day}
+        pd.testing.assert_frame_equal(together[day][1]["_rows"], alone[day][1]["_rows"], check_exact=True)
+        assert_rows(together[day][1]["_rows"], days[day]["_rows"])
+
+
 def test_days_staged_alike_read_back_together_each_typed_as_alone(tmp_path):
     days = {DAYS[0]: pd.Series([1, None], dtype=object), DAYS[1]: pd.Series([2, 3]),
             DAYS[2]: pd.Series([None, 4], dtype=object)}  # all three staged as BIGINT
     frames = {day: pd.DataFrame({"n": values, "k": ["a", "b"]}) for day, values in days.items()}
     with IngestStore(tmp_path) as store:
         for day in reversed(DAYS):
-            store.stage(day, {"_rows": frames[day]}, {"file": day})
+            store.stage({day: ({"_rows": frames[day]}, {"file": day})})
         alone = {day: store.staged([day])[day][1]["_rows"] for day in DAYS}
         together = store.staged(DAYS)
     assert list(alone[DAYS[1]]["n"]) == [2, 3] and alone[DAYS[1]]["n"].dtype == np.int64

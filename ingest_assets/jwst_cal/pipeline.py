@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -94,7 +94,7 @@ def ingest_scrubbed(scrubbed: ScrubbedDrop, output_dir: Path, *, save_l1: bool =
     Bad input raises DropError naming the file, also for values found unusable during the day's ingest.
     """
     with open_store(output_dir, lock_timeout=lock_timeout, export=export) as store:
-        stage(store, scrubbed)
+        stage(store, [scrubbed])
         outcomes = list(commit_staged(store, [scrubbed.day], save_l1=save_l1))
     return next(outcome for outcome in outcomes if outcome.day == scrubbed.day)
 
@@ -135,14 +135,15 @@ def rebuild_store(drops: Iterable[Path], output_dir: Path, *, save_l1: bool = Fa
             "this output folder is ingested into") from err
 
 
-def stage(store: IngestStore, scrubbed: ScrubbedDrop) -> None:
-    """Store (replace) a day's scrubbed rows in the store's staging area, for `commit_staged` to ingest.
+def stage(store: IngestStore, drops: Sequence[ScrubbedDrop]) -> None:
+    """Store (replace) days' scrubbed rows in the store's staging area, for `commit_staged` to ingest.
 
-    Staging is its own transaction, is never exported and is not undone when days are rolled back: a replay of the
+    Staging is its own transaction, is never exported and is not undone when days are rolled back: a replay of a
     day reads these rows.
     """
-    meta = {"file": scrubbed.file, "rows_read": scrubbed.rows_read, "mrs_ch24_dropped": scrubbed.mrs_ch24_dropped}
-    store.stage(scrubbed.day, {STAGED_SCIENCE: scrubbed.science, STAGED_MOSAICS: scrubbed.mosaics}, meta)
+    store.stage({drop.day: ({STAGED_SCIENCE: drop.science, STAGED_MOSAICS: drop.mosaics},
+                            {"file": drop.file, "rows_read": drop.rows_read, "mrs_ch24_dropped": drop.mrs_ch24_dropped})
+                 for drop in drops})
 
 
 def commit_staged(store: IngestStore, days: list[str], *, save_l1: bool = False,

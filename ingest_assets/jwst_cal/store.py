@@ -140,6 +140,20 @@ class TailRead:
 
 
 @dataclass(frozen=True)
+class StagedPart:
+    """A day's rows of a staged table waiting for their INSERT: its `columns_of` and their stored types."""
+
+    day: str
+    arrays: dict[str, np.ndarray]
+    types: dict[str, str | None]
+
+    @property
+    def kind(self) -> tuple:
+        """What rows inserted together share: the columns' stored types and numpy dtypes."""
+        return tuple((name, self.types[name], values.dtype) for name, values in self.arrays.items())
+
+
+@dataclass(frozen=True)
 class RowDiff:
     """How new content of a tail differs from its live rows."""
 
@@ -719,26 +733,39 @@ class IngestStore:
         finally:
             self._lines.clear()
 
-    def stage(self, day: str, frames: Mapping[str, pd.DataFrame], meta: Mapping) -> None:
-        """Store a day's input rows (tables named `_...`) and its description, replacing any staged before, in a
-        transaction of their own: staging is never exported and never rolled back with the days."""
-        check_day(day)
-        if bad := [table for table in frames if not table.startswith("_")]:
-            raise ValueError(f"staged tables are internal: their names start with '_', got {bad}")
+    def stage(self, days: Mapping[str, tuple[Mapping[str, pd.DataFrame], Mapping]]) -> None:
+        """Store days' input rows (tables named `_...`) and descriptions (`days`: day -> (tables, description)),
+        replacing any staged before, in a transaction of their own: staging is never exported and never rolled back
+        with the days. A table's rows are inserted after its columns evolved for every day (as the columns of earlier
+        days would have been converted), one INSERT for the days whose columns have the same types."""
+        for day, (frames, _) in days.items():
+            check_day(day)
+            if bad := [table for table in frames if not table.startswith("_")]:
+                raise ValueError(f"staged tables are internal: their names start with '_', got {bad}")
+        listed = list(days)
+        if not listed:
+            return
         with self._atomic():
-            columns = {}
-            for table, frame in frames.items():
-                check_frame(table, frame)
-                arrays = columns_of(frame)
-                types = self._frame_types(frame, arrays)
-                columns[table] = [(name, types[name] or VARCHAR) for name in frame.columns]
-                schema = self._evolve_schema(table, "staged", frame, types, day)
-                if schema is not None:
-                    self._sql(f"DELETE FROM {table_ref(table)} WHERE _added = ?", [day])
-                    self._insert(table, schema, arrays, types, np.arange(len(frame), dtype=np.float64), day)
-            self._sql("DELETE FROM staged WHERE day = ?", [day])
-            self._sql("INSERT INTO staged VALUES (?, ?, ?)",
-                      [day, json.dumps(dict(meta), default=json_default), json.dumps(columns)])
+            self._sql("DELETE FROM staged WHERE day IN (SELECT unnest(?::VARCHAR[]))", [listed])
+            for table in dict.fromkeys(table for frames, _ in days.values() for table in frames):
+                if self._schema(table) is not None:
+                    self._sql(f"DELETE FROM {table_ref(table)} WHERE _added IN (SELECT unnest(?::VARCHAR[]))",
+                              [listed])
+            waiting: dict[str, list[StagedPart]] = {}  # rows to insert, by table
+            described = []
+            for day, (frames, meta) in days.items():
+                columns = {}
+                for table, frame in frames.items():
+                    check_frame(table, frame)
+                    arrays = columns_of(frame)
+                    types = self._frame_types(frame, arrays)
+                    columns[table] = [(name, types[name] or VARCHAR) for name in frame.columns]
+                    if self._evolve_schema(table, "staged", frame, types, day) is not None:
+                        waiting.setdefault(table, []).append(StagedPart(day, arrays, types))
+                described += [day, json.dumps(dict(meta), default=json_default), json.dumps(columns)]
+            for table, parts in waiting.items():
+                self._insert_staged(table, parts)
+            self._sql(f"INSERT INTO staged VALUES {', '.join(['(?, ?, ?)'] * len(days))}", described)
 
     def rollback_from(self, day: str) -> None:
         """Forget every contribution of the days >= `day` (rows, removals, schema changes, ledger entries)."""
@@ -991,6 +1018,18 @@ class IngestStore:
         names = ", ".join(quote(n) for n in schema.names)
         self._query_columns(rows, f"INSERT INTO {table_ref(table)} ({names}, _added, _removed, _pos) "
                                   f"SELECT {values}, _added, NULL, _pos FROM incoming")
+
+    def _insert_staged(self, table: str, parts: list[StagedPart]) -> None:
+        """Insert days' staged rows, one INSERT per run of days whose columns have the same types and dtypes."""
+        schema = self._schema(table)
+        while parts:
+            kind = parts[0].kind
+            same = next((i for i, part in enumerate(parts) if part.kind != kind), len(parts))
+            run, parts = parts[:same], parts[same:]
+            rows = [rows_in(part.arrays) for part in run]
+            arrays = {name: np.concatenate([part.arrays[name] for part in run]) for name in run[0].arrays}
+            positions = np.concatenate([np.arange(n, dtype=np.float64) for n in rows])
+            self._insert(table, schema, arrays, run[0].types, positions, np.repeat([part.day for part in run], rows))
 
     def _last_position(self, table: str, before: float | None = None) -> float | None:
         """Position of the last live row (before position `before`); None when there is none."""

@@ -31,6 +31,7 @@ STORE_POOL = "jwst_cal_store"  # every step that writes the output database: one
 LISTED = 100  # items listed in a check's metadata; its counts cover them all
 SHOWN = 5  # days or products named in a one-line failure
 CHECKED_TOGETHER = 30  # days whose check results wait for one lookup of their targets
+STAGED_TOGETHER = 8  # days read, then staged in one transaction
 
 RAW_DROP, SCRUBBED = dg.AssetKey("jwst_raw_drop"), dg.AssetKey("jwst_scrubbed_exposures")
 PRIORS, MATCHED = dg.AssetKey("jwst_priors"), dg.AssetKey("jwst_matched_products")
@@ -184,16 +185,22 @@ class StagedDay:
 
 
 def _ingest(jwst_cal_store: JwstCalStore, days: list[str], *, commit: bool) -> Iterator[StagedDay | DayOutcome]:
-    """Read and stage each day, then (`commit`) commit the valid ones: each day staged, then each day committed."""
+    """Read and stage each day (STAGED_TOGETHER days per transaction), then (`commit`) commit the valid ones: each
+    day staged, then each day committed. A day's seconds are its read and its share of its days' staging."""
     with jwst_cal_store.open() as store:
         valid = []
-        for day in days:
-            start = time.perf_counter()
-            read = jwst_cal_store.read(day)
-            if read.scrubbed is not None:
-                stage(store, read.scrubbed)
-                valid.append(day)
-            yield StagedDay(read, time.perf_counter() - start)
+        for first in range(0, len(days), STAGED_TOGETHER):
+            reads = []
+            for day in days[first:first + STAGED_TOGETHER]:
+                start = time.perf_counter()
+                reads.append((jwst_cal_store.read(day), time.perf_counter() - start))
+            start, scrubbed = time.perf_counter(), [read.scrubbed for read, _ in reads if read.scrubbed is not None]
+            if scrubbed:
+                stage(store, scrubbed)
+            share = (time.perf_counter() - start) / max(len(scrubbed), 1)
+            for read, seconds in reads:
+                valid += [read.day] if read.scrubbed is not None else []
+                yield StagedDay(read, seconds + (share if read.scrubbed is not None else 0.0))
         if commit:
             yield from commit_staged(store, valid, save_l1=jwst_cal_store.save_l1,
                                      group_seconds=jwst_cal_store.group_seconds)
