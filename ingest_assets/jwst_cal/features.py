@@ -48,25 +48,27 @@ def pixel_geometry(exp: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return scale, nx, ny
 
 
-def _join_segments(values: pd.Series, groups: pd.Series) -> pd.Series:
-    """'|'-join of each group's values (already in the wanted order), as one string per group."""
-    starts = np.flatnonzero(np.r_[True, groups.to_numpy()[1:] != groups.to_numpy()[:-1]])
-    joined = np.add.reduceat((values + "|").to_numpy(object), starts) if len(starts) else np.array([], object)
-    return pd.Series(joined, index=groups.to_numpy()[starts], dtype=object).str[:-1]
+def _joined_distinct(values: np.ndarray, group: np.ndarray, *, descending: bool = False) -> np.ndarray:
+    """'|'-join of the distinct values of each group 0..n-1 (every one present), sorted (or in reverse)."""
+    codes, distinct = pd.factorize(values, sort=True)
+    pairs = np.unique(group.astype(np.int64) * len(distinct) + (len(distinct) - 1 - codes if descending else codes))
+    owner, code = np.divmod(pairs, max(len(distinct), 1))
+    text = np.asarray(distinct, dtype=object)[len(distinct) - 1 - code if descending else code] + "|"
+    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]) if len(owner) else np.array([], dtype=np.int64)
+    joined = np.add.reduceat(text, starts) if len(starts) else np.array([], dtype=object)
+    return np.array([item[:-1] for item in joined], dtype=object)
 
 
-def joined_detectors(detector: pd.Series, group: pd.Series) -> pd.Series:
+def joined_detectors(detector: pd.Series, group: np.ndarray) -> np.ndarray:
     """Distinct upper-cased detectors per group; several are sorted and '|'-joined."""
-    frame = pd.DataFrame({"g": group.to_numpy(), "v": detector.astype(str).str.upper().to_numpy()})
-    frame = frame.drop_duplicates().sort_values(["g", "v"], kind="stable")
-    return _join_segments(frame["v"], frame["g"])
+    return _joined_distinct(detector.astype(str).str.upper().to_numpy(dtype=object), group)
 
 
-def joined_bands(band: pd.Series, group: pd.Series) -> pd.Series:
+def joined_bands(band: pd.Series, group: np.ndarray) -> np.ndarray:
     """Distinct upper-cased bands per group (values split on '-'); several are sorted descending and '|'-joined."""
-    frame = pd.DataFrame({"g": group.to_numpy(), "v": band.astype(str).str.upper().str.split("-").to_numpy()})
-    frame = frame.explode("v").drop_duplicates().sort_values(["g", "v"], ascending=[True, False], kind="stable")
-    return _join_segments(frame["v"], frame["g"])
+    parts = [value.split("-") for value in band.astype(str).str.upper().to_numpy(dtype=object)]
+    values = np.array([part for split in parts for part in split], dtype=object)
+    return _joined_distinct(values, np.repeat(group, [len(split) for split in parts]), descending=True)
 
 
 def build_raw(bucket: str, exp: pd.DataFrame) -> pd.DataFrame:
@@ -93,9 +95,8 @@ def build_raw(bucket: str, exp: pd.DataFrame) -> pd.DataFrame:
     raw = pd.concat([off.drop(columns=["n_valid", "ref"]), ref], axis=1)
     raw["NEXPOSUR"] = off["n_valid"].to_numpy()
     raw["scale"] = scale[off["ref"].to_numpy()]
-    grp = pd.Series(group, index=exp.index)
-    raw["DETECTOR"] = joined_detectors(exp["DETECTOR"], grp).to_numpy()
-    raw["BAND"] = joined_bands(exp["BAND"], grp).to_numpy()
+    raw["DETECTOR"] = joined_detectors(exp["DETECTOR"], group)
+    raw["BAND"] = joined_bands(exp["BAND"], group)
     return raw[list(RAW_OFFSET_COLS)].set_axis(pd.Index(names, name="product"))
 
 
@@ -112,26 +113,26 @@ _text = np.frompyfunc(str, 1, 1)  # str() of each value of an object array, kept
 
 def unencoded_features(bucket: str, raw: pd.DataFrame) -> pd.DataFrame:
     """The reference's feature frame before categorical encoding (NaNdler and value grouping applied)."""
-    cols = {c.lower(): raw[c] for c in raw.columns}
-    cols["instr"] = raw["INSTRUME"]
-    frame = pd.DataFrame({c: cols[c] for c in feature_cols(bucket)}, index=raw.index)
-    for col in frame.columns:
-        if col in CONTINUOUS_FEATURES:
-            frame[col] = pd.to_numeric(frame[col], errors="coerce").fillna(0.0)
+    source = {c.lower(): c for c in raw.columns} | {"instr": "INSTRUME"}
+    names = feature_cols(bucket)
+    columns = {c: pd.to_numeric(raw[source[c]], errors="coerce").fillna(0.0) if c in CONTINUOUS_FEATURES
+               else raw[source[c]] for c in names}
     # The boolean and the categorical columns each in one block, as the text of their values (str(), as astype(str)).
-    flags = [c for c in frame.columns if c in BOOLEAN_FEATURES]
-    frame[flags] = np.isin(_text(frame[flags].to_numpy(dtype=object)), list(TRUEVALS)).astype(np.int64)
-    categories = [c for c in frame.columns if c in CATEGORICAL_FEATURES]
-    values = frame[categories].to_numpy(dtype=object)
+    flags = [c for c in names if c in BOOLEAN_FEATURES]
+    flagged = np.isin(_text(raw[[source[c] for c in flags]].to_numpy(dtype=object)), list(TRUEVALS)).astype(np.int64)
+    columns |= {c: flagged[:, i] for i, c in enumerate(flags)}
+    categories = [c for c in names if c in CATEGORICAL_FEATURES]
+    values = raw[[source[c] for c in categories]].to_numpy(dtype=object)
     text = _text(values)
     named = np.where(pd.isna(values) | np.isin(text, list(CATEGORICAL_NANS)), "NONE", text)
-    frame[categories] = pd.DataFrame(named, index=frame.index, columns=categories).astype(str)
-    frame["detector"] = _nircam_detector_group(frame["detector"])
-    sub = frame["subarray"]
+    named = pd.DataFrame(named, index=raw.index, columns=categories).astype(str)
+    columns |= {c: named[c] for c in categories}
+    columns["detector"] = _nircam_detector_group(columns["detector"])
+    sub = columns["subarray"]
     for prefix in SUBARRAY_PREFIXES:
         sub = sub.where(~sub.str.startswith(prefix), prefix)
-    frame["subarray"] = sub
-    return frame
+    columns["subarray"] = sub
+    return pd.DataFrame({c: columns[c] for c in names}, index=raw.index)
 
 
 def encode_features(

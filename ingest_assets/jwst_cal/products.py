@@ -53,11 +53,9 @@ def name_products(exp: pd.DataFrame, tnum: pd.Series) -> pd.DataFrame:
     Names depend only on a few columns, so they are built once per distinct combination and joined back.
     """
     keys = exp[[k for k in NAMING_KEYS if k in exp]].astype(str).assign(tnum=tnum.to_numpy())
-    distinct = keys.drop_duplicates()
-    named = _name_distinct(distinct, distinct["tnum"])
-    named = pd.concat([distinct, named], axis=1)
-    joined = keys.merge(named, on=list(keys.columns), how="left")
-    return joined[["name", "bucket"]].set_axis(exp.index)
+    group = keys.groupby(list(keys.columns), sort=False, dropna=False).ngroup().to_numpy()  # by first appearance
+    distinct = keys.iloc[np.unique(group, return_index=True)[1]]
+    return _name_distinct(distinct, distinct["tnum"]).iloc[group].set_axis(exp.index)
 
 
 def _name_distinct(exp: pd.DataFrame, tnum: pd.Series) -> pd.DataFrame:
