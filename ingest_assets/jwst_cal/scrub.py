@@ -80,7 +80,7 @@ def join_params(frame: pd.DataFrame, keys: tuple[str, ...]) -> pd.Series:
     for key in keys:
         values = distinct[key]
         joined = joined + np.where(values.isin(FALSEVALS).to_numpy(), "", ("-" + values).to_numpy())
-    return pd.Series(pd.Series(joined, dtype=object).str[1:].to_numpy()[group], index=frame.index, dtype=object)
+    return pd.Series(np.array([params[1:] for params in joined], dtype=object)[group], index=frame.index, dtype=object)
 
 
 def scrub_drop(drop: pd.DataFrame, day: dt.date, file: str) -> ScrubbedDrop:

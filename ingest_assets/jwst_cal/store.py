@@ -701,7 +701,7 @@ class IngestStore:
                                    "WHERE _added IN (SELECT unnest(?::VARCHAR[]))", [days]).fetchnumpy()
         order = np.lexsort((result["_pos"], result["_added"]))
         added = result["_added"][order]
-        bounds = np.searchsorted(added, days + [chr(0x10FFFF)])  # each day's first row, then the end
+        bounds = np.r_[np.searchsorted(added, days), len(added)]  # each day's first row, then the end
         # typed day by day, as a read of the day alone types it (a BIGINT column is float64 where it misses values)
         return [to_pandas(result, wanted, order[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
