@@ -142,8 +142,9 @@ def _named(items: list[str]) -> str:
 def jwst_ingest_days(context: dg.AssetExecutionContext, jwst_cal_store: JwstCalStore) -> Iterator:
     """Stage every day of the range, then commit the staged days in date order, recording each day's tables as its
     group of days is committed (a late day replays the later ones, which are recorded as materializations of their
-    own days). The output database is held for the whole step. Fails at the end, after ingesting what it could, when
-    a day's drop was bad or an L3 product stayed unmatched."""
+    own days); the check results follow, CHECKED_TOGETHER days at a time. The output database is held for the whole
+    step. Fails at the end, after ingesting what it could, when a day's drop was bad or an L3 product stayed
+    unmatched."""
     days = list(context.partition_keys)
     commit = bool(context.selected_asset_keys & set(TABLES))
     bad, unmatched, checks = [], [], WaitingChecks(context)
