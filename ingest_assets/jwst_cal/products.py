@@ -9,6 +9,7 @@ from .constants import (
     BUCKETS, FALSEVALS, L3_TYPES, NANVALS, PARALLEL_PURE, PTF, SOURCE_BASED_TYPES, SOURCE_TNUM, SUBNAN,
     TAC_TYPES, TRUEVALS,
 )
+from .scrub import distinct_rows
 
 TARGETED_TYPES = frozenset(L3_TYPES) - SOURCE_BASED_TYPES
 PUPIL_FIRST = frozenset({"CLEAR", "CLEARP", "F405N"})
@@ -53,8 +54,7 @@ def name_products(exp: pd.DataFrame, tnum: pd.Series) -> pd.DataFrame:
     Names depend only on a few columns, so they are built once per distinct combination and joined back.
     """
     keys = exp[[k for k in NAMING_KEYS if k in exp]].astype(str).assign(tnum=tnum.to_numpy())
-    group = keys.groupby(list(keys.columns), sort=False, dropna=False).ngroup().to_numpy()  # by first appearance
-    distinct = keys.iloc[np.unique(group, return_index=True)[1]]
+    distinct, group = distinct_rows(keys)
     return _name_distinct(distinct, distinct["tnum"]).iloc[group].set_axis(exp.index)
 
 

@@ -71,11 +71,15 @@ def program_ids(dname: pd.Series) -> pd.Series:
     return dname.str.slice(2, 7).astype(np.int64)
 
 
+def distinct_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """A frame's distinct rows in order of first appearance, and each row's number among them."""
+    group = frame.groupby(list(frame.columns), sort=False, dropna=False).ngroup().to_numpy()
+    return frame.iloc[np.unique(group, return_index=True)[1]], group
+
+
 def join_params(frame: pd.DataFrame, keys: tuple[str, ...]) -> pd.Series:
     """'-'-join of the keys' values, skipping values whose text is in FALSEVALS (built once per distinct key set)."""
-    text = frame[list(keys)].astype(str).astype(object)
-    group = text.groupby(list(keys), sort=False).ngroup().to_numpy()  # numbered in order of first appearance
-    distinct = text.iloc[np.unique(group, return_index=True)[1]]
+    distinct, group = distinct_rows(frame[list(keys)].astype(str).astype(object))
     joined = np.full(len(distinct), "", dtype=object)
     for key in keys:
         values = distinct[key]

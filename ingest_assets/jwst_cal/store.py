@@ -140,17 +140,29 @@ class TailRead:
 
 
 @dataclass(frozen=True)
-class StagedPart:
-    """A day's rows of a staged table waiting for their INSERT: its `columns_of` and their stored types."""
+class DayRows:
+    """A day's rows of a table waiting for their INSERT: a frame's `columns_of` and their stored types."""
 
     day: str
     arrays: dict[str, np.ndarray]
-    types: dict[str, str | None]
+    types: Mapping[str, str | None]
+
+    @property
+    def rows(self) -> int:
+        return rows_in(self.arrays)
 
     @property
     def kind(self) -> tuple:
-        """What rows inserted together share: the columns' stored types and numpy dtypes."""
+        """What rows inserted together share: the columns' names, stored types and numpy dtypes."""
         return tuple((name, self.types[name], values.dtype) for name, values in self.arrays.items())
+
+
+def alike_runs(parts: list[DayRows]) -> Iterator[list[DayRows]]:
+    """The parts in runs of consecutive parts of the same kind (each run one INSERT)."""
+    while parts:
+        same = next((i for i, part in enumerate(parts) if part.kind != parts[0].kind), len(parts))
+        yield parts[:same]
+        parts = parts[same:]
 
 
 @dataclass(frozen=True)
@@ -164,15 +176,15 @@ class RowDiff:
 
 @dataclass
 class Appended:
-    """Rows appended to a log or daily table by the open transaction, waiting for their INSERT: per day its frame,
-    the frame's column types and the day; and the position of the first of them."""
+    """Rows appended to a log or daily table by the open transaction, waiting for their INSERT: each day's, and the
+    position of the first of them."""
 
     start: float
-    parts: list[tuple[pd.DataFrame, Mapping[str, str | None], str]]
+    parts: list[DayRows]
 
     @property
     def rows(self) -> int:
-        return sum(len(frame) for frame, _, _ in self.parts)
+        return sum(part.rows for part in self.parts)
 
 
 @dataclass(frozen=True)
@@ -737,7 +749,7 @@ class IngestStore:
         """Store days' input rows (tables named `_...`) and descriptions (`days`: day -> (tables, description)),
         replacing any staged before, in a transaction of their own: staging is never exported and never rolled back
         with the days. A table's rows are inserted after its columns evolved for every day (as the columns of earlier
-        days would have been converted), one INSERT for the days whose columns have the same types."""
+        days would have been converted), one INSERT per run of alike days."""
         for day, (frames, _) in days.items():
             check_day(day)
             if bad := [table for table in frames if not table.startswith("_")]:
@@ -751,7 +763,7 @@ class IngestStore:
                 if self._schema(table) is not None:
                     self._sql(f"DELETE FROM {table_ref(table)} WHERE _added IN (SELECT unnest(?::VARCHAR[]))",
                               [listed])
-            waiting: dict[str, list[StagedPart]] = {}  # rows to insert, by table
+            waiting: dict[str, list[DayRows]] = {}  # rows to insert, by table
             described = []
             for day, (frames, meta) in days.items():
                 columns = {}
@@ -761,10 +773,12 @@ class IngestStore:
                     types = self._frame_types(frame, arrays)
                     columns[table] = [(name, types[name] or VARCHAR) for name in frame.columns]
                     if self._evolve_schema(table, "staged", frame, types, day) is not None:
-                        waiting.setdefault(table, []).append(StagedPart(day, arrays, types))
+                        waiting.setdefault(table, []).append(DayRows(day, arrays, types))
                 described += [day, json.dumps(dict(meta), default=json_default), json.dumps(columns)]
-            for table, parts in waiting.items():
-                self._insert_staged(table, parts)
+            for table, parts in waiting.items():  # each day's positions from 0
+                for run in alike_runs(parts):
+                    positions = np.concatenate([np.arange(part.rows, dtype=np.float64) for part in run])
+                    self._insert_run(table, self._schema(table), run, positions)
             self._sql(f"INSERT INTO staged VALUES {', '.join(['(?, ?, ?)'] * len(days))}", described)
 
     def rollback_from(self, day: str) -> None:
@@ -816,7 +830,7 @@ class IngestStore:
             if kind == "state":
                 inserted, removed = self._write_state(table, schema, columns, start, types, day)
             else:
-                inserted, removed = self._append(table, schema, frame, types, day), False
+                inserted, removed = self._append(table, schema, DayRows(day, columns, types)), False
             reflow = old is not None and old.columns != schema.columns
             if kind in LAID_OUT and (inserted or removed or reflow):
                 self._unsettle(table, Unsettled(reflow, removed))
@@ -1019,58 +1033,44 @@ class IngestStore:
         self._query_columns(rows, f"INSERT INTO {table_ref(table)} ({names}, _added, _removed, _pos) "
                                   f"SELECT {values}, _added, NULL, _pos FROM incoming")
 
-    def _insert_staged(self, table: str, parts: list[StagedPart]) -> None:
-        """Insert days' staged rows, one INSERT per run of days whose columns have the same types and dtypes."""
-        schema = self._schema(table)
-        while parts:
-            kind = parts[0].kind
-            same = next((i for i, part in enumerate(parts) if part.kind != kind), len(parts))
-            run, parts = parts[:same], parts[same:]
-            rows = [rows_in(part.arrays) for part in run]
-            arrays = {name: np.concatenate([part.arrays[name] for part in run]) for name in run[0].arrays}
-            positions = np.concatenate([np.arange(n, dtype=np.float64) for n in rows])
-            self._insert(table, schema, arrays, run[0].types, positions, np.repeat([part.day for part in run], rows))
+    def _insert_run(self, table: str, schema: TableSchema, run: list[DayRows], positions: np.ndarray) -> None:
+        """Insert a run of alike days' rows (`alike_runs`) in one statement, at `positions`."""
+        arrays = {name: np.concatenate([part.arrays[name] for part in run]) for name in run[0].arrays}
+        days = np.repeat([part.day for part in run], [part.rows for part in run])
+        self._insert(table, schema, arrays, run[0].types, positions, days)
 
     def _last_position(self, table: str, before: float | None = None) -> float | None:
         """Position of the last live row (before position `before`); None when there is none."""
         where, params = ("", []) if before is None else (" AND _pos < ?", [before])
         return self._sql(f"SELECT max(_pos) FROM {table_ref(table)} WHERE _removed IS NULL{where}", params)[0][0]
 
-    def _append(self, table: str, schema: TableSchema, frame: pd.DataFrame, types: Mapping[str, str | None],
-                day: str) -> int:
+    def _append(self, table: str, schema: TableSchema, rows: DayRows) -> int:
         """Log and daily tables: the rows follow every stored row. They wait in memory, with the other rows the
         transaction appends to the table, until the table is read, the transaction commits or they are many. How
         many rows."""
-        if not len(frame):
+        if not rows.rows:
             return 0
         if table not in self._appended:
             last = self._last_position(table)
             self._appended[table] = Appended(0.0 if last is None else last + 1.0, [])
             if schema.kind in LAID_OUT:
                 self._pending(table, self._appended[table].start, appended=True)
-        self._appended[table].parts.append((frame, types, day))
+        self._appended[table].parts.append(rows)
         if self._appended[table].rows >= MAX_BUFFERED_ROWS:
             self._flush(table)
-        return len(frame)
+        return rows.rows
 
     def _flush(self, *tables: str) -> None:
-        """Insert the appended rows of `tables` (of every table: none given), one INSERT per run of days whose
-        frames have the same columns and types."""
+        """Insert the appended rows of `tables` (of every table: none given), one INSERT per run of alike days."""
         for table in tables or list(self._appended):
             appended = self._appended.pop(table, None)
             if appended is None:
                 continue
-            schema, start, parts = self._schema(table), appended.start, appended.parts
-            while parts:
-                frame, types, _ = parts[0]
-                same = next((i for i, (f, t, _) in enumerate(parts) if
-                             list(f.columns) != list(frame.columns) or t != types), len(parts))
-                run, parts = parts[:same], parts[same:]
-                rows = pd.concat([f for f, _, _ in run], ignore_index=True) if len(run) > 1 else frame
-                days = np.repeat([day for _, _, day in run], [len(f) for f, _, _ in run])
-                self._insert(table, schema, columns_of(rows), types, start + np.arange(len(rows), dtype=np.float64),
-                             days)
-                start += len(rows)
+            schema, start = self._schema(table), appended.start
+            for run in alike_runs(appended.parts):
+                rows = sum(part.rows for part in run)
+                self._insert_run(table, schema, run, start + np.arange(rows, dtype=np.float64))
+                start += rows
 
     def _write_state(self, table: str, schema: TableSchema, columns: Mapping[str, np.ndarray], start: float | None,
                      types: Mapping[str, str | None], day: str) -> tuple[int, bool]:
