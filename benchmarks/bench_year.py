@@ -4,11 +4,12 @@ Generates 365 drops with the shared generator (`../shared/tools/gen_raw.py --sta
 located next to the repository) into benchmarks/cache/year-s42 (git-ignored; reused when complete), or takes the
 drops of --inbox. Ingests them day by day in this one process with the engine's `ingest_drop` (level-1 saving on,
 as `make run`), timing each day from reading its drop to the end of its export, in wall-clock and in CPU seconds
-(the CPU time of all the process's threads varies less on a shared machine). Then, as a measure that a busy machine
-does not skew, ingests the last drop again, alternately on copies of the outputs after day 10 and before the last
-day (--paired rounds). Prints the median day of the first and of the last ten days and their ratio, the paired
-medians and their ratio, the total, the peak memory and the sizes of the outputs, and writes them with every day's
-times to benchmarks/results/year-LABEL.json (git-ignored).
+(the CPU time of all the process's threads varies less on a shared machine). The machine's speed drifts within the
+run (by 30% and more), which moves the first ten days against the last ten; so it then ingests both windows again,
+in turns (--alternated rounds): the first ten drops into an empty folder, the last ten on a copy of the outputs
+before them, so that a drift moves both alike. Prints the median day of the first and of the last ten days and their
+ratio, in the run and in turns, the total, the peak memory and the sizes of the outputs, and writes them with every
+day's times to benchmarks/results/year-LABEL.json (git-ignored).
 
 Usage: python benchmarks/bench_year.py [--inbox DIR] [--days N] [--label NAME] [--code CHECKOUT]
 (--code measures another checkout of the project, e.g. `git worktree add /tmp/before <commit>`.)
@@ -75,20 +76,24 @@ def snapshot(out: Path, name: str) -> Path:
     return copy
 
 
-def paired(ingest, drop: Path, states: dict[str, Path], rounds: int) -> dict:
-    """Median time to ingest `drop` on a copy of each state, the states taking turns; the last over the first."""
-    times = {name: [] for name in states}
+def alternated(ingest, drops: list[Path], before_last: Path, rounds: int) -> dict:
+    """The median day of the first WINDOW drops ingested into an empty folder and of the last WINDOW on a copy of
+    `before_last` (the outputs before them), the two windows taking turns `rounds` times; the last over the first."""
+    times: dict[str, list[float]] = {"first": [], "last": []}
     for _ in range(rounds):
-        for name, state in states.items():
-            scratch = snapshot(state, "paired")
-            start = time.perf_counter()
-            ingest(drop, scratch, save_l1=True)
-            times[name].append(time.perf_counter() - start)
-    shutil.rmtree(CACHE / "paired")
-    medians = {name: round(statistics.median(t), 3) for name, t in times.items()}
-    first, last = medians.values()
-    return {f"paired_{name}_s": value for name, value in medians.items()} | {
-        "paired_last_over_first": round(last / first, 2)}
+        for name, state, window in (("first", None, drops[:WINDOW]), ("last", before_last, drops[-WINDOW:])):
+            scratch = CACHE / "alternated"
+            shutil.rmtree(scratch, ignore_errors=True)
+            if state is not None:
+                snapshot(state, scratch.name)
+            for drop in window:
+                start = time.perf_counter()
+                ingest(drop, scratch, save_l1=True)
+                times[name].append(time.perf_counter() - start)
+    shutil.rmtree(CACHE / "alternated")
+    first, last = (round(statistics.median(times[name]), 3) for name in ("first", "last"))
+    return {"alternated_days_1_10_s": first, "alternated_last_10_s": last,
+            "alternated_last_over_first": round(last / first, 2)}
 
 
 def medians(prefix: str, seconds: list[float]) -> dict:
@@ -110,8 +115,8 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=365, help="ingest only the first N days")
     parser.add_argument("--label", default="after", help="names the result file and the output folder")
     parser.add_argument("--code", type=Path, help="a checkout of the project whose engine to measure")
-    parser.add_argument("--paired", type=int, default=5, metavar="ROUNDS",
-                        help="rounds of the paired measurement (0: none)")
+    parser.add_argument("--alternated", type=int, default=3, metavar="ROUNDS",
+                        help="rounds of the first and last ten days in turns (0: none)")
     args = parser.parse_args()
     if args.code:
         use_checkout(args.code)
@@ -122,10 +127,10 @@ def main() -> None:
     drops = discover_drops(args.inbox or generated_year())[0][:args.days]
     out = CACHE / f"out-{args.label}"
     shutil.rmtree(out, ignore_errors=True)
-    seconds, cpu, states = [], [], {}
+    seconds, cpu, before_last = [], [], None
     for i, path in enumerate(drops, start=1):
-        if args.paired and i in (WINDOW + 1, len(drops)):
-            states[f"after_day_{i - 1}"] = snapshot(out, f"state-{args.label}-{i - 1}")
+        if args.alternated and i == len(drops) - WINDOW + 1 > WINDOW:
+            before_last = snapshot(out, f"state-{args.label}-{i - 1}")
         start, start_cpu = time.perf_counter(), time.process_time()
         ingest_drop(path, out, save_l1=True)
         seconds.append(time.perf_counter() - start)
@@ -137,15 +142,15 @@ def main() -> None:
         "label": args.label, "code": str(Path(sys.modules["ingest_assets"].__file__).parent.parent),
         "days": len(seconds), "first_day": drops[0].name, "last_day": drops[-1].name,
         **medians("", seconds), **medians("cpu_", cpu),
-        **(paired(ingest_drop, drops[-1], states, args.paired) if len(states) == 2 else {}),
+        **(alternated(ingest_drop, drops, before_last, args.alternated) if before_last else {}),
         "total_s": round(sum(seconds), 1), "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         "database_mib": round(folder_bytes(out, "*.duckdb*") / 2**20, 1),
         "csv_mib": round(folder_bytes(out, "*.csv") / 2**20, 1),
         "level1_csv_mib": round(folder_bytes(out, "level1.csv") / 2**20, 1),
         "seconds_per_day": [round(s, 3) for s in seconds], "cpu_seconds_per_day": [round(s, 3) for s in cpu],
     }
-    for state in states.values():
-        shutil.rmtree(state)
+    if before_last:
+        shutil.rmtree(before_last)
     for key, value in results.items():
         if not key.endswith("per_day"):
             print(f"{key:22s} {value}")
