@@ -11,7 +11,7 @@ before them, so that a drift moves both alike. Prints the median day of the firs
 ratio, in the run and in turns, the total, the peak memory and the sizes of the outputs, and writes them with every
 day's times to benchmarks/results/year-LABEL.json (git-ignored).
 
-Usage: python benchmarks/bench_year.py [--inbox DIR] [--days N] [--label NAME] [--code CHECKOUT]
+Usage: python benchmarks/bench_year.py [--inbox DIR] [--days N] [--label NAME] [--code CHECKOUT] [--alternated ROUNDS]
 (--code measures another checkout of the project, e.g. `git worktree add /tmp/before <commit>`.)
 """
 
@@ -92,7 +92,7 @@ def alternated(ingest, drops: list[Path], before_last: Path, rounds: int) -> dic
                 times[name].append(time.perf_counter() - start)
     shutil.rmtree(CACHE / "alternated")
     first, last = (round(statistics.median(times[name]), 3) for name in ("first", "last"))
-    return {"alternated_days_1_10_s": first, "alternated_last_10_s": last,
+    return {"alternated_first_10_s": first, "alternated_last_10_s": last,
             "alternated_last_over_first": round(last / first, 2)}
 
 
