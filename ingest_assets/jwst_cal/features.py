@@ -53,10 +53,12 @@ def _joined_distinct(values: np.ndarray, group: np.ndarray, *, descending: bool 
     codes, distinct = pd.factorize(values, sort=True)
     pairs = np.unique(group.astype(np.int64) * len(distinct) + (len(distinct) - 1 - codes if descending else codes))
     owner, code = np.divmod(pairs, max(len(distinct), 1))
-    text = np.asarray(distinct, dtype=object)[len(distinct) - 1 - code if descending else code] + "|"
-    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]) if len(owner) else np.array([], dtype=np.int64)
-    joined = np.add.reduceat(text, starts) if len(starts) else np.array([], dtype=object)
-    return np.array([item[:-1] for item in joined], dtype=object)
+    if not len(owner):
+        return np.array([], dtype=object)
+    last = np.r_[owner[1:] != owner[:-1], True]  # the last value of its group: no '|' after it
+    text = np.asarray(distinct, dtype=object)[len(distinct) - 1 - code if descending else code]
+    text = text + np.where(last, "", "|").astype(object)
+    return np.add.reduceat(text, np.flatnonzero(np.r_[True, last[:-1]]))
 
 
 def joined_detectors(detector: pd.Series, group: np.ndarray) -> np.ndarray:
@@ -66,9 +68,8 @@ def joined_detectors(detector: pd.Series, group: np.ndarray) -> np.ndarray:
 
 def joined_bands(band: pd.Series, group: np.ndarray) -> np.ndarray:
     """Distinct upper-cased bands per group (values split on '-'); several are sorted descending and '|'-joined."""
-    parts = [value.split("-") for value in band.astype(str).str.upper().to_numpy(dtype=object)]
-    values = np.array([part for split in parts for part in split], dtype=object)
-    return _joined_distinct(values, np.repeat(group, [len(split) for split in parts]), descending=True)
+    parts = pd.Series(band.astype(str).str.upper().to_numpy(dtype=object)).str.split("-").explode()
+    return _joined_distinct(parts.to_numpy(dtype=object), group[parts.index.to_numpy()], descending=True)
 
 
 def build_raw(bucket: str, exp: pd.DataFrame) -> pd.DataFrame:

@@ -80,11 +80,13 @@ def distinct_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
 def join_params(frame: pd.DataFrame, keys: tuple[str, ...]) -> pd.Series:
     """'-'-join of the keys' values, skipping values whose text is in FALSEVALS (built once per distinct key set)."""
     distinct, group = distinct_rows(frame[list(keys)].astype(str).astype(object))
-    joined = np.full(len(distinct), "", dtype=object)
+    joined, started = np.full(len(distinct), "", dtype=object), np.zeros(len(distinct), dtype=bool)
     for key in keys:
-        values = distinct[key]
-        joined = joined + np.where(values.isin(FALSEVALS).to_numpy(), "", ("-" + values).to_numpy())
-    return pd.Series(np.array([params[1:] for params in joined], dtype=object)[group], index=frame.index, dtype=object)
+        values = distinct[key].to_numpy()
+        kept = ~distinct[key].isin(FALSEVALS).to_numpy()
+        joined = joined + np.where(kept & started, "-", "").astype(object) + np.where(kept, values, "").astype(object)
+        started |= kept
+    return pd.Series(joined[group], index=frame.index, dtype=object)
 
 
 def scrub_drop(drop: pd.DataFrame, day: dt.date, file: str) -> ScrubbedDrop:
@@ -108,8 +110,10 @@ def scrub_drop(drop: pd.DataFrame, day: dt.date, file: str) -> ScrubbedDrop:
     science = science.loc[science["EXP_TYPE"].isin(L3_TYPES)]
 
     wfsc = science["VISITYPE"].isin(WFSC_VISITYPES)
-    params = pd.concat([join_params(science.loc[~wfsc], PARAM_KEYS), join_params(science.loc[wfsc], WFSC_PARAM_KEYS)])
-    science["params"] = params.reindex(science.index).to_numpy()
+    params = np.empty(len(science), dtype=object)  # each row's, with the keys of its kind
+    params[~wfsc.to_numpy()] = join_params(science.loc[~wfsc], PARAM_KEYS).to_numpy()
+    params[wfsc.to_numpy()] = join_params(science.loc[wfsc], WFSC_PARAM_KEYS).to_numpy()
+    science["params"] = params
     science = pd.concat([science.loc[~wfsc], science.loc[wfsc]])
 
     detector = science["DETECTOR"]

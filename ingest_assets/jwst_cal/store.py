@@ -215,6 +215,12 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def row_hash(exprs: Sequence[str]) -> str:
+    """SQL hashing a row's values (the stored columns, or incoming ones cast to their stored types): rows whose
+    hashes differ changed."""
+    return f"hash({', '.join(exprs)})"
+
+
 def table_ref(table: str) -> str:
     return f"{DATA_SCHEMA}.{quote(table)}"
 
@@ -961,16 +967,12 @@ class IngestStore:
             self._unsettle(table, Unsettled(reflow=True))
 
     # --- rows ---------------------------------------------------------------------------------------------------------
-    def _select(self, table: str, schema: TableSchema, where: str, params: list | None = None,
-                exprs: list[str] | None = None, *, hashed: bool = False
-                ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
+    def _select(self, table: str, schema: TableSchema, where: str, params: list | None = None, *,
+                hashed: bool = False) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
         """Selected rows in `_pos` order (sorted here: DuckDB's ORDER BY moves every wide row), their positions and
-        (`hashed`) the hash of each row's stored values, as `_write_state` compares them.
-
-        `exprs` gives the schema's columns (default: the stored columns of those names).
-        """
+        (`hashed`) the hash of each row's stored values, as `_write_state` compares them."""
         names = [quote(n) for n in schema.names]
-        select = ", ".join(exprs or names) + (f", hash({', '.join(names)}) AS _h" if hashed else "")
+        select = ", ".join(names) + (f", {row_hash(names)} AS _h" if hashed else "")
         result = self._con.execute(f"SELECT {select}, _pos FROM {table_ref(table)} WHERE {where}",
                                    params or []).fetchnumpy()
         positions, hashes, order = result["_pos"], result["_h"] if hashed else None, None
@@ -980,9 +982,8 @@ class IngestStore:
             hashes = None if hashes is None else hashes[order]
         return to_pandas(result, schema, order), positions, hashes
 
-    def _rows(self, table: str, schema: TableSchema, where: str, params: list | None = None,
-              exprs: list[str] | None = None) -> pd.DataFrame:
-        return self._select(table, schema, where, params, exprs)[0]
+    def _rows(self, table: str, schema: TableSchema, where: str, params: list | None = None) -> pd.DataFrame:
+        return self._select(table, schema, where, params)[0]
 
     def _frame_types(self, frame: pd.DataFrame, columns: Mapping[str, np.ndarray]) -> dict[str, str | None]:
         """Stored type of each incoming column (of `frame`, its `columns_of`), as DuckDB scans it (float, int, bool,
@@ -1083,14 +1084,14 @@ class IngestStore:
         if read is not None and read.start == start and read.schema.columns == schema.columns:
             stored_h, stored_pos = read.hashes, read.positions
         elif start is not None:
-            names = ", ".join(quote(n) for n in schema.names)
-            stored = self._con.execute(f"SELECT hash({names}) AS h, _pos FROM {ref} "
+            names = [quote(n) for n in schema.names]
+            stored = self._con.execute(f"SELECT {row_hash(names)} AS h, _pos FROM {ref} "
                                        "WHERE _removed IS NULL AND _pos >= ? ORDER BY _pos", [start]).fetchnumpy()
             stored_h, stored_pos = stored["h"], stored["_pos"]
         n, new_h = len(stored_h), np.empty(0, dtype=np.uint64)
         if n and length:  # hashed only to be compared with stored rows
-            values = ", ".join(self._select_list(schema, types))
-            new_h = self._query_columns(columns, f"SELECT hash({values}) AS h FROM incoming")["h"]
+            incoming_hash = row_hash(self._select_list(schema, types))
+            new_h = self._query_columns(columns, f"SELECT {incoming_hash} AS h FROM incoming")["h"]
         appended = n == 0 or (len(new_h) >= n and np.array_equal(new_h[:n], stored_h))
         if appended:  # the usual day: rows appended
             last = stored_pos[-1] if n else self._last_position(table)
