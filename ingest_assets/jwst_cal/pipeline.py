@@ -19,8 +19,8 @@ from .day import (
     CODES_TABLE, TRAIN_TABLES, DayOutcome, DayReport, DayTables, ingest_day, l3_params, working_l3_names,
 )
 from .drops import (
-    OUTPUT_NAMES, DropError, DropOddity, drop_date, drop_name_problem, drop_oddities, drop_problems, read_drop_text,
-    type_drop,
+    OUTPUT_NAMES, DropError, DropOddity, drop_date, drop_file_name, drop_name_problem, drop_oddities, drop_problems,
+    read_drop_text, type_drop,
 )
 from .features import IngestError
 from .scrub import ScrubbedDrop, scrub_drop
@@ -65,6 +65,14 @@ def read_day(path: Path) -> DropRead:
     if problems:
         return DropRead(path, problems, oddities, None, columns)
     return DropRead(path, [], oddities, scrub_drop(type_drop(text), day, path.name), columns)
+
+
+def read_inbox_day(inbox: Path, day: str) -> DropRead:
+    """Read, check and scrub the day's drop in `inbox`; a missing drop is its problem."""
+    path = Path(inbox) / drop_file_name(day)
+    if not path.is_file():
+        return DropRead(path, [DropError(path, None, None, f"no such drop in {inbox}")])
+    return read_day(path)
 
 
 def scrub_file(path: Path) -> ScrubbedDrop:
@@ -146,8 +154,8 @@ def stage(store: IngestStore, drops: Sequence[ScrubbedDrop]) -> None:
                  for drop in drops})
 
 
-def commit_staged(store: IngestStore, days: list[str], *, save_l1: bool = False,
-                  group_seconds: float = 0.0) -> Iterator[DayOutcome]:
+def commit_staged(store: IngestStore, days: list[str], *, save_l1: bool = False, group_seconds: float = 0.0,
+                  before_commit: Callable[[], None] = lambda: None) -> Iterator[DayOutcome]:
     """Ingest staged days in date order; yields each day's outcome once it is committed and exported (D8).
 
     Days after the last ingested one are committed in groups: each group is one transaction, closed as soon as its
@@ -157,6 +165,7 @@ def commit_staged(store: IngestStore, days: list[str], *, save_l1: bool = False,
     day's contribution (D14): the days from it on are rolled back and ingested again from their staged rows, later
     ones with the `save_l1` they were ingested with, all in one transaction, so the outputs always equal a run of
     every day in date order. Yields the outcome of every day written, requested or replayed, in date order.
+    `before_commit` is called before each transaction commits (an exception from it rolls the transaction back).
     """
     requested = sorted(set(days))
     if unstaged := sorted(set(requested) - set(store.staged_days())):
@@ -169,15 +178,16 @@ def commit_staged(store: IngestStore, days: list[str], *, save_l1: bool = False,
         with store.transaction():
             store.rollback_from(again[0])
             outcomes = [_ingest_one(store, drop, flags[drop.day]) for drop in _staged_drops(store, again)]
+            before_commit()
         yield from outcomes
     new = [day for day in requested if not replayed or day > replayed[-1]]
     drops, left = _staged_drops(store, new), len(new)
     while left:
-        left -= len((yield from _commit_group(store, drops, save_l1, group_seconds)))
+        left -= len((yield from _commit_group(store, drops, save_l1, group_seconds, before_commit)))
 
 
-def _commit_group(store: IngestStore, drops: Iterator[ScrubbedDrop], save_l1: bool,
-                  group_seconds: float) -> Generator[DayOutcome, None, list[DayOutcome]]:
+def _commit_group(store: IngestStore, drops: Iterator[ScrubbedDrop], save_l1: bool, group_seconds: float,
+                  before_commit: Callable[[], None]) -> Generator[DayOutcome, None, list[DayOutcome]]:
     """Commit the next days of `drops` in one transaction, until they took `group_seconds`; yields and returns their
     outcomes. When a day's values cannot be ingested, the days before it are committed on their own, then its
     DropError is raised."""
@@ -189,10 +199,12 @@ def _commit_group(store: IngestStore, drops: Iterator[ScrubbedDrop], save_l1: bo
                 outcomes.append(_ingest_one(store, drop, save_l1))
                 if time.perf_counter() - start >= group_seconds:
                     break
+            before_commit()
     except DropError:
         if outcomes:  # the group was rolled back with the failing day: commit the days before it alone
             with store.transaction():
                 outcomes = [_ingest_one(store, drop, save_l1) for drop in done[:len(outcomes)]]
+                before_commit()
             yield from outcomes
         raise
     yield from outcomes

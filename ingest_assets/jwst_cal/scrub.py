@@ -38,6 +38,23 @@ class ScrubbedDrop:
     def n_l3(self) -> int:
         return int(is_level3(self.science["dag"]).sum()) if len(self.science) else 0
 
+    def counts(self) -> ScrubCounts:
+        return ScrubCounts(self.rows_read, len(self.science), self.n_l1, self.n_l3, len(self.mosaics),
+                           self.mrs_ch24_dropped)
+
+
+@dataclass(frozen=True)
+class ScrubCounts:
+    """A scrubbed drop's rows: read from the file, kept as science rows (of them L1 and L3), split off as mosaics,
+    and MIRI MRS channel 2-4 rows dropped."""
+
+    rows_read: int
+    science: int
+    l1: int
+    l3: int
+    mosaics: int
+    mrs_ch24_dropped: int
+
 
 def _by_value(dag: pd.Series, rule) -> pd.Series:
     """Apply a rule to each distinct DagNodeName once (a drop has a handful) and map it onto the rows."""

@@ -1,17 +1,17 @@
-"""The JWST ingest's assets: one step that ingests a range of days in date order, in one process.
+"""The JWST ingest's assets: one step that ingests a range of days in date order, in one run.
 
 For each day of the range, `jwst_ingest_days` reads the drop once and checks it; a valid drop is the day's raw drop,
 scrubbed into its science exposures, which are staged in the output database (stored once: every later replay of
 the day reads them there). Then it commits the staged days in date order, a group of days per transaction, which
 materializes the tables a user knows: the backlog of priors (`ingest.csv`), the matched products (`training.csv`,
 `level1.csv`), the encoded training tables (`train-*`, `raw-*`, `rem-*`) and the mosaics. The backlog depends on
-its own previous day, and a backfill range runs in one run.
+its own previous day, and a backfill range runs in one run: its days are ingested in a worker process while the
+step records the days before (`JwstCalStore.ingest`).
 """
 
 import datetime as dt
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -21,17 +21,16 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (  # n
 
 from ingest_assets.defs.jwst_cal.partitions import PREVIOUS_DAY, daily_partitions
 from ingest_assets.defs.jwst_cal.resources import JwstCalStore
-from ingest_assets.jwst_cal.day import DayOutcome
 from ingest_assets.jwst_cal.drops import DropError
-from ingest_assets.jwst_cal.pipeline import DropRead, commit_staged, stage
+from ingest_assets.jwst_cal.ranges import CommittedDay, StagedDay
 from ingest_assets.jwst_cal.store import ExportIncompleteError, StoreError
+from ingest_assets.jwst_cal.worker import WorkerError
 
 GROUP = "jwst_cal"
 STORE_POOL = "jwst_cal_store"  # every step that writes the output database: one at a time (deploy/dagster.yaml)
 LISTED = 100  # items listed in a check's metadata; its counts cover them all
 SHOWN = 5  # days or products named in a one-line failure
 CHECKED_TOGETHER = 30  # days whose check results wait for one lookup of their targets
-STAGED_TOGETHER = 8  # days read, then staged in one transaction
 
 RAW_DROP, SCRUBBED = dg.AssetKey("jwst_raw_drop"), dg.AssetKey("jwst_scrubbed_exposures")
 PRIORS, MATCHED = dg.AssetKey("jwst_priors"), dg.AssetKey("jwst_matched_products")
@@ -149,11 +148,11 @@ def jwst_ingest_days(context: dg.AssetExecutionContext, jwst_cal_store: JwstCalS
     commit = bool(context.selected_asset_keys & set(TABLES))
     bad, unmatched, checks = [], [], WaitingChecks(context)
     try:
-        with _failing_cleanly():
-            for step in _ingest(jwst_cal_store, days, commit=commit):
+        with _failing_cleanly(), closing(jwst_cal_store.ingest(days, commit=commit)) as steps:
+            for step in steps:
                 if isinstance(step, StagedDay):
-                    bad += [step.read] if step.read.problems else []
-                    yield from _stage_events(step.read, step.seconds, checks)
+                    bad += [step] if step.problems else []
+                    yield from _stage_events(step, checks)
                 else:
                     yield from _table_events(step, checks)
                     unmatched += [step.day] if step.report.l3_unmatched else []
@@ -177,67 +176,36 @@ def jwst_ingest_days(context: dg.AssetExecutionContext, jwst_cal_store: JwstCalS
             metadata={"days": dg.MetadataValue.json(unmatched)})
 
 
-@dataclass(frozen=True)
-class StagedDay:
-    """A day's drop read, checked and (when valid) staged, and the seconds that took."""
-
-    read: DropRead
-    seconds: float
-
-
-def _ingest(jwst_cal_store: JwstCalStore, days: list[str], *, commit: bool) -> Iterator[StagedDay | DayOutcome]:
-    """Read and stage each day (STAGED_TOGETHER days per transaction), then (`commit`) commit the valid ones: each
-    day staged, then each day committed. A day's seconds are its read and its share of its days' staging."""
-    with jwst_cal_store.open() as store:
-        valid = []
-        for first in range(0, len(days), STAGED_TOGETHER):
-            reads = []
-            for day in days[first:first + STAGED_TOGETHER]:
-                start = time.perf_counter()
-                reads.append((jwst_cal_store.read(day), time.perf_counter() - start))
-            start, scrubbed = time.perf_counter(), [read.scrubbed for read, _ in reads if read.scrubbed is not None]
-            if scrubbed:
-                stage(store, scrubbed)
-            share = (time.perf_counter() - start) / max(len(scrubbed), 1)
-            for read, seconds in reads:
-                valid += [read.day] if read.scrubbed is not None else []
-                yield StagedDay(read, seconds + (share if read.scrubbed is not None else 0.0))
-        if commit:
-            yield from commit_staged(store, valid, save_l1=jwst_cal_store.save_l1,
-                                     group_seconds=jwst_cal_store.group_seconds)
-
-
 @contextmanager
 def _failing_cleanly() -> Iterator[None]:
-    """Store failures and values the engine cannot process fail the step with their one-line message."""
+    """Store and worker failures and values the engine cannot process fail the step with their one-line message."""
     try:
         yield
-    except (DropError, StoreError, ExportIncompleteError) as err:
+    except (DropError, StoreError, ExportIncompleteError, WorkerError) as err:
         raise dg.Failure(description=str(err)) from err
 
 
-def _stage_events(result: DropRead, seconds: float, checks: WaitingChecks) -> Iterator:
-    day = result.day
-    if result.scrubbed is not None:
-        scrubbed = result.scrubbed
+def _stage_events(staged: StagedDay, checks: WaitingChecks) -> Iterator:
+    day, counts = staged.day, staged.counts
+    if counts is not None:
         yield dg.AssetMaterialization(RAW_DROP, partition=day, metadata={
-            "file": dg.MetadataValue.path(str(result.path)), "dagster/row_count": scrubbed.rows_read,
-            "columns": result.columns,
+            "file": dg.MetadataValue.path(str(staged.path)), "dagster/row_count": counts.rows_read,
+            "columns": staged.columns,
         })
         yield dg.AssetMaterialization(SCRUBBED, partition=day, metadata={
-            "dagster/row_count": len(scrubbed.science), "rows_in": scrubbed.rows_read, "rows_l1": scrubbed.n_l1,
-            "rows_l3": scrubbed.n_l3, "mosaics": len(scrubbed.mosaics), "mrs_ch24_dropped": scrubbed.mrs_ch24_dropped,
-            "stage_seconds": round(seconds, 3),
+            "dagster/row_count": counts.science, "rows_in": counts.rows_read, "rows_l1": counts.l1,
+            "rows_l3": counts.l3, "mosaics": counts.mosaics, "mrs_ch24_dropped": counts.mrs_ch24_dropped,
+            "stage_seconds": round(staged.seconds, 3),
         })
 
     def results(target: AssetCheckEvaluationTargetMaterializationData | None) -> Iterator[dg.AssetCheckEvaluation]:
-        yield _evaluation(DROP_IS_VALID, day, target, not result.problems, dg.AssetCheckSeverity.ERROR, {
-            "problems": dg.MetadataValue.json([str(p) for p in result.problems[:LISTED]]),
-            "n_problems": len(result.problems),
-        }, description=str(result.problems[0]) if result.problems else None)
-        yield _evaluation(IMAGE_SIZES, day, target, not result.oddities, dg.AssetCheckSeverity.WARN, {
-            "rows": dg.MetadataValue.json([str(o) for o in result.oddities[:LISTED]]),
-            "n_rows": len(result.oddities),
+        yield _evaluation(DROP_IS_VALID, day, target, not staged.problems, dg.AssetCheckSeverity.ERROR, {
+            "problems": dg.MetadataValue.json([str(p) for p in staged.problems[:LISTED]]),
+            "n_problems": len(staged.problems),
+        }, description=str(staged.problems[0]) if staged.problems else None)
+        yield _evaluation(IMAGE_SIZES, day, target, not staged.oddities, dg.AssetCheckSeverity.WARN, {
+            "rows": dg.MetadataValue.json([str(o) for o in staged.oddities[:LISTED]]),
+            "n_rows": len(staged.oddities),
         })
 
     yield from checks.add(RAW_DROP, day, results)
@@ -247,7 +215,7 @@ def _column_schema(columns: tuple[tuple[str, str], ...]) -> dg.TableSchema:
     return dg.TableSchema([dg.TableColumn(name, typ.lower()) for name, typ in columns])
 
 
-def _table_events(outcome: DayOutcome, checks: WaitingChecks) -> Iterator:
+def _table_events(outcome: CommittedDay, checks: WaitingChecks) -> Iterator:
     report, day = outcome.report, outcome.day
     schemas = {key: _column_schema(outcome.columns.get(table, ())) for key, table in EXPORTED_AS.items()}
     age = (dt.date.fromisoformat(day) - dt.date.fromisoformat(outcome.backlog_since)).days \
@@ -263,7 +231,7 @@ def _table_events(outcome: DayOutcome, checks: WaitingChecks) -> Iterator:
         "dagster/column_schema": schemas[MATCHED],
     })
     yield dg.AssetMaterialization(TRAINING_TABLES, partition=day, metadata={
-        **{f"rows_added_{name}": len(rows) for name, rows in outcome.train_rows.items()},
+        **{f"rows_added_{name}": rows for name, rows in outcome.train_rows_added.items()},
         "dagster/column_schema": schemas[TRAINING_TABLES]})
     yield dg.AssetMaterialization(MOSAICS, partition=day, metadata={
         "mosaics_added": report.mosaics, "dagster/column_schema": schemas[MOSAICS]})

@@ -2,12 +2,14 @@
 
 # No `from __future__ import annotations`: Dagster reads resource field annotations at class creation.
 
+from collections.abc import Iterator
 from pathlib import Path
 
 from ingest_assets.defs.folders import IngestFolders
-from ingest_assets.jwst_cal.drops import DropError, drop_file_name
-from ingest_assets.jwst_cal.pipeline import DropRead, open_store, read_day
-from ingest_assets.jwst_cal.store import DEFAULT_LOCK_TIMEOUT, IngestStore
+from ingest_assets.jwst_cal.drops import drop_file_name
+from ingest_assets.jwst_cal.ranges import CommittedDay, RangeRequest, StagedDay, ingest_range
+from ingest_assets.jwst_cal.store import DEFAULT_LOCK_TIMEOUT
+from ingest_assets.jwst_cal.worker import ingest_in_worker
 
 
 class JwstCalStore(IngestFolders):
@@ -21,13 +23,10 @@ class JwstCalStore(IngestFolders):
     def drop_path(self, day: str) -> Path:
         return self.inbox / drop_file_name(day)
 
-    def read(self, day: str) -> DropRead:
-        """Read and check the day's drop once (scrubbed when it is valid)."""
-        path = self.drop_path(day)
-        if not path.is_file():
-            return DropRead(path, [DropError(path, None, None, f"no such drop in {self.inbox}")])
-        return read_day(path)
-
-    def open(self) -> IngestStore:
-        """The output database, held by this process (one writer at a time) until it is closed (a `with` block)."""
-        return open_store(self.output, lock_timeout=self.lock_timeout)
+    def ingest(self, days: list[str], *, commit: bool) -> Iterator[StagedDay | CommittedDay]:
+        """Stage the days' drops, then (`commit`) commit them in date order, holding the output database throughout
+        (one writer at a time). A range of several days is ingested in a worker process, ahead of the caller's
+        recording of each day; a single day in this process."""
+        request = RangeRequest(self.inbox, self.output, tuple(days), commit=commit, save_l1=self.save_l1,
+                               lock_timeout=self.lock_timeout, group_seconds=self.group_seconds)
+        return ingest_in_worker(request) if len(days) > 1 else ingest_range(request)
