@@ -39,6 +39,7 @@ class StagedDay:
     """A day's drop read and checked: its problems (nothing of it is staged), the oddities accepted in it, its
     number of columns, its scrubbed rows' counts when staged, and the seconds its read and staging took."""
 
+    day: str
     path: Path
     problems: tuple[DropError, ...]
     oddities: tuple[DropOddity, ...]
@@ -46,14 +47,10 @@ class StagedDay:
     counts: ScrubCounts | None
     seconds: float
 
-    @property
-    def day(self) -> str:
-        return self.path.name.split("_")[0]
-
     @classmethod
     def of(cls, read: DropRead, seconds: float) -> StagedDay:
         counts = read.scrubbed.counts() if read.scrubbed is not None else None
-        return cls(read.path, tuple(read.problems), tuple(read.oddities), read.columns, counts, seconds)
+        return cls(read.day, read.path, tuple(read.problems), tuple(read.oddities), read.columns, counts, seconds)
 
 
 @dataclass(frozen=True)

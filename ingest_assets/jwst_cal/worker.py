@@ -36,7 +36,7 @@ def ingest_in_worker(request: RangeRequest) -> Iterator[StagedDay | CommittedDay
     worker = subprocess.Popen([sys.executable, "-m", __name__, str(writer)], stdin=subprocess.PIPE,
                               pass_fds=(writer,))
     os.close(writer)
-    ended = False
+    finished = False  # the worker sent its last item, or is gone
     try:
         with os.fdopen(reader, "rb") as items:
             pickle.dump(request, worker.stdin)
@@ -45,18 +45,18 @@ def ingest_in_worker(request: RangeRequest) -> Iterator[StagedDay | CommittedDay
                 try:
                     item = pickle.load(items)
                 except EOFError:
-                    ended = True
+                    finished = True
                     raise WorkerError(f"the ingest's worker process {_ended(worker.wait())} before the end of its "
                                       "range") from None
-                ended = item is None or isinstance(item, BaseException)
-                if isinstance(item, BaseException):
+                if item is None or isinstance(item, BaseException):
+                    finished = True
+                    if item is None:
+                        return
                     raise item
-                if item is None:
-                    return
                 yield item
                 _acknowledge(worker.stdin)
     finally:
-        if not ended:
+        if not finished:  # the caller stopped taking days
             worker.terminate()
         try:
             worker.stdin.close()
